@@ -1,0 +1,44 @@
+# Makefile - builds mod_sse with apxs; runs its tests and the demo server.
+APXS    ?= apxs
+PYTHON  ?= /usr/bin/python3
+SRCS     = mod_sse.c sse_config.c sse_event.c sse_json.c sse_query.c \
+           sse_store.c sse_notify.c sse_publish.c sse_stream.c sse_admin.c
+HEADERS  = $(wildcard *.h)
+WARN     = -Wc,-Wall -Wc,-Wextra -Wc,-std=gnu99
+# units without httpd headers, linked into the C unit tests
+PURE     = sse_event.c sse_json.c sse_query.c sse_store.c
+
+.PHONY: all deps install activate unit test demo clean
+
+all: .libs/mod_sse.so
+
+.libs/mod_sse.so: $(SRCS) $(HEADERS)
+	@command -v $(APXS) >/dev/null || { echo "apxs not found: run 'make deps' (Debian: apache2-dev)"; exit 1; }
+	$(APXS) -c $(WARN) -o mod_sse.la $(SRCS)
+
+deps:
+	@sh scripts/install-deps.sh
+
+install: all
+	$(APXS) -i -n sse mod_sse.la
+
+activate: all
+	$(APXS) -i -a -n sse mod_sse.la
+
+build/unit_tests: tests/unit/unit_tests.c $(PURE) $(HEADERS)
+	@mkdir -p build
+	cc -Wall -Wextra -Werror -g -O1 -I. $$(apr-1-config --includes --cppflags) \
+	   -o $@ tests/unit/unit_tests.c $(PURE) $$(apr-1-config --link-ld --libs)
+
+unit: build/unit_tests
+	./build/unit_tests
+
+test: deps all unit
+	$(PYTHON) -m pytest -q tests
+
+demo: deps all
+	@sh scripts/demo.sh
+
+clean:
+	rm -rf .libs build *.la *.lo *.slo *.o tests/mod_sse_test/.libs \
+	       tests/mod_sse_test/*.la tests/mod_sse_test/*.lo tests/mod_sse_test/*.slo

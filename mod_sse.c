@@ -1,0 +1,266 @@
+/* mod_sse.c - server-sent events pub/sub for Apache httpd 2.4: module glue.
+ *
+ * Creates the shared-memory store (parent, post_config) once and keeps it
+ * across restart generations, attaches each child to it (child_init), ends
+ * every stream when a child stops (child_stopping), and drops the share of
+ * children that died (monitor, parent). The handlers live in sse_stream.c
+ * and sse_admin.c, the directives in sse_config.c.
+ *
+ *   <Location /events>    SetHandler sse-stream </Location>
+ *   <Location /sse-admin> SetHandler sse-admin  Require local </Location>
+ */
+#include <unistd.h>
+
+#include "apr_strings.h"
+#include "http_main.h"
+#include "http_core.h"
+#include "ap_mpm.h"
+#include "mpm_common.h"
+#include "util_mutex.h"
+
+#include "mod_sse.h"
+#define SSE_DECLARES_MODULE
+#include "sse_private.h"
+#include "sse_config.h"
+#include "sse_store.h"
+#include "sse_notify.h"
+#include "sse_publish.h"
+#include "sse_stream.h"
+#include "sse_admin.h"
+
+#define SSE_MUTEX_TYPE    "sse-store"
+#define SSE_RETAINED_KEY  "mod_sse-store"
+
+/* Lives in ap_pglobal, across restart generations. */
+typedef struct {
+    sse_store *store;
+    apr_pool_t *pool;   /* owns the store's segment and mutex */
+} sse_retained;
+
+/* Per process; static variables are reset when the DSO is reloaded, and
+ * post_config sets them again. Children inherit them through fork. */
+static sse_store *current_store;
+static int child_row = -1;
+
+sse_store *sse_current_store(void)
+{
+    return current_store;
+}
+
+int sse_child_is_stopping(void)
+{
+    return sse_notify_stopping();
+}
+
+int sse_child_row(void)
+{
+    return child_row;
+}
+
+static int sse_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
+                          apr_pool_t *ptemp)
+{
+    (void)plog;
+    (void)ptemp;
+    /* lets admins choose the lock with "Mutex <mechanism> sse-store" */
+    return ap_mutex_register(pconf, SSE_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT,
+                             0);
+}
+
+static int mpm_value(int query, int fallback)
+{
+    int v = 0;
+    if (ap_mpm_query(query, &v) != APR_SUCCESS || v <= 0) return fallback;
+    return v;
+}
+
+/* Default SSEMaxSubscribers: keep 10% of the workers (at least 2) for
+ * pages and the admin API, so streams can never starve the server. */
+static apr_uint32_t default_max_subscribers(void)
+{
+    int workers = mpm_value(AP_MPMQ_MAX_DAEMONS, 1)
+                  * mpm_value(AP_MPMQ_MAX_THREADS, 1);
+    int reserve = workers / 10 > 2 ? workers / 10 : 2;
+    return workers > reserve ? (apr_uint32_t)(workers - reserve) : 1;
+}
+
+static apr_status_t create_store(sse_retained *kept, server_rec *s,
+                                 const sse_server_conf *conf,
+                                 apr_uint32_t max_children)
+{
+    apr_pool_t *pool;
+    apr_global_mutex_t *mutex;
+    sse_store *store;
+    const char *why = NULL;
+    apr_status_t rv;
+
+    apr_pool_create(&pool, ap_pglobal);
+    apr_pool_tag(pool, "sse-store");
+    rv = ap_global_mutex_create(&mutex, NULL, SSE_MUTEX_TYPE, NULL, s, pool,
+                                0);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, SSE_LOGNO(00001)
+                     "cannot create the store mutex");
+        apr_pool_destroy(pool);
+        return rv;
+    }
+    rv = sse_store_create(&store, pool, conf->shm_size, conf->max_channels,
+                          max_children,
+                          ap_runtime_dir_relative(pool, "sse-store.shm"),
+                          mutex, &why);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, SSE_LOGNO(00002)
+                     "cannot create the event store: %s", why);
+        apr_pool_destroy(pool);
+        return rv;
+    }
+    if (kept->pool) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, SSE_LOGNO(00003)
+                     "store size or channel count changed: the store was "
+                     "recreated and its history dropped");
+        /* children of older generations keep their own mapping */
+        apr_pool_destroy(kept->pool);
+    }
+    kept->pool = pool;
+    kept->store = store;
+    return APR_SUCCESS;
+}
+
+static int sse_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                           apr_pool_t *ptemp, server_rec *s)
+{
+    const sse_server_conf *conf = sse_config_server(s);
+    sse_retained *kept;
+    sse_store_limits limits;
+    apr_uint32_t max_children;
+    (void)pconf;
+    (void)plog;
+    (void)ptemp;
+
+    current_store = NULL;
+    /* the first pass at startup only checks the configuration */
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
+        return OK;
+    }
+    /* a row per process the MPM may run at once, plus slack for rows of
+     * exited children not yet reaped */
+    max_children = (apr_uint32_t)mpm_value(AP_MPMQ_HARD_LIMIT_DAEMONS, 1) + 2;
+    kept = ap_retained_data_get(SSE_RETAINED_KEY);
+    if (!kept) {
+        kept = ap_retained_data_create(SSE_RETAINED_KEY, sizeof(*kept));
+    }
+    if (!kept->store
+        || !sse_store_has_geometry(kept->store, conf->shm_size,
+                                   conf->max_channels, max_children)) {
+        if (create_store(kept, s, conf, max_children) != APR_SUCCESS) {
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    limits.history_size = conf->history_size;
+    limits.history_max_age = conf->history_max_age;
+    limits.max_subscribers = conf->max_subscribers > 0
+                             ? (apr_uint32_t)conf->max_subscribers
+                             : default_max_subscribers();
+    limits.max_per_channel = (apr_uint32_t)conf->max_per_channel;
+    sse_store_set_limits(kept->store, &limits);
+    current_store = kept->store;
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, SSE_LOGNO(00004)
+                 "mod_sse %s: store of %" APR_SIZE_T_FMT " bytes, %u "
+                 "channels, history %u, max %u subscribers",
+                 MOD_SSE_VERSION, conf->shm_size, conf->max_channels,
+                 limits.history_size, limits.max_subscribers);
+    return OK;
+}
+
+static apr_status_t detach_child(void *unused)
+{
+    (void)unused;
+    if (current_store && child_row >= 0) {
+        sse_store_child_detach(current_store, child_row, (apr_int32_t)getpid());
+        child_row = -1;
+    }
+    return APR_SUCCESS;
+}
+
+static void sse_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    apr_global_mutex_t **mutex;
+    apr_status_t rv;
+
+    if (!current_store) return;
+    mutex = sse_store_mutex(current_store);
+    rv = apr_global_mutex_child_init(mutex, apr_global_mutex_lockfile(*mutex),
+                                     pchild);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, SSE_LOGNO(00005)
+                     "cannot attach to the store mutex; streams and "
+                     "publishing are disabled in this child");
+        current_store = NULL;
+        return;
+    }
+    child_row = sse_store_child_attach(current_store, (apr_int32_t)getpid());
+    if (child_row < 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, SSE_LOGNO(00006)
+                     "no free row in the store's child table; this child "
+                     "cannot hold streams");
+    }
+    apr_pool_cleanup_register(pchild, NULL, detach_child,
+                              apr_pool_cleanup_null);
+    rv = sse_notify_child_init(pchild, sse_store_wake_word(current_store));
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, SSE_LOGNO(00007)
+                     "cannot start the dispatcher thread");
+    }
+}
+
+#if AP_MODULE_MAGIC_AT_LEAST(20120211, 110)
+/* Runs in the child's main thread as soon as it is told to stop: ends
+ * every stream now, or graceful restarts would wait for the clients. */
+static void sse_child_stopping(apr_pool_t *pchild, int graceful)
+{
+    (void)pchild;
+    (void)graceful;
+    sse_notify_stop();
+}
+#endif
+
+/* Parent, about once a second: forget the subscribers of dead children. */
+static int sse_monitor(apr_pool_t *p, server_rec *s)
+{
+    (void)p;
+    if (current_store) {
+        int reaped = sse_store_reap_children(current_store);
+        if (reaped) {
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, SSE_LOGNO(00008)
+                         "dropped the subscribers of %d exited child(ren)",
+                         reaped);
+        }
+    }
+    return DECLINED;
+}
+
+static void sse_register_hooks(apr_pool_t *p)
+{
+    (void)p;
+    sse_publish_register();
+    ap_hook_pre_config(sse_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(sse_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(sse_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+#if AP_MODULE_MAGIC_AT_LEAST(20120211, 110)
+    ap_hook_child_stopping(sse_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
+#endif
+    ap_hook_monitor(sse_monitor, NULL, NULL, APR_HOOK_MIDDLE);
+    sse_stream_register_hooks();
+    sse_admin_register_hooks();
+}
+
+AP_DECLARE_MODULE(sse) = {
+    STANDARD20_MODULE_STUFF,
+    sse_create_dir_conf,
+    sse_merge_dir_conf,
+    sse_create_server_conf,
+    NULL,
+    sse_cmds,
+    sse_register_hooks,
+    AP_MODULE_FLAG_NONE
+};

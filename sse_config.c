@@ -1,0 +1,289 @@
+/* sse_config.c - mod_sse's directives: parsing, range checks with errors
+ * that say what is wrong, defaults, and merging of per-location settings.
+ *
+ * Store settings (memory size, channel count, history, limits) shape one
+ * shared-memory segment for the whole server, so they are accepted in the
+ * main server only; per-location settings shape individual streams.
+ */
+#include "apr_strings.h"
+#include "apr_lib.h"
+#include "http_core.h"
+
+#include "sse_private.h"
+#include "sse_config.h"
+#include "sse_event.h"
+
+void *sse_create_server_conf(apr_pool_t *p, server_rec *s)
+{
+    sse_server_conf *conf = apr_pcalloc(p, sizeof(*conf));
+    (void)s;
+    conf->shm_size = SSE_DEFAULT_SHM_SIZE;
+    conf->max_channels = SSE_DEFAULT_MAX_CHANNELS;
+    conf->history_size = SSE_DEFAULT_HISTORY_SIZE;
+    conf->history_max_age = 0;
+    conf->max_message_size = SSE_DEFAULT_MAX_MESSAGE;
+    conf->max_subscribers = 0;
+    conf->max_per_channel = 0;
+    return conf;
+}
+
+void *sse_create_dir_conf(apr_pool_t *p, char *dir)
+{
+    sse_dir_conf *conf = apr_pcalloc(p, sizeof(*conf));
+    conf->location = dir;
+    conf->channels = NULL;
+    conf->autocreate = -1;
+    conf->retry_ms = -1;
+    conf->keepalive_sec = -1;
+    return conf;
+}
+
+#define SSE_MERGE(field, unset) \
+    (add->field != (unset) ? add->field : base->field)
+
+void *sse_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    const sse_dir_conf *base = basev, *add = addv;
+    sse_dir_conf *conf = apr_pcalloc(p, sizeof(*conf));
+    conf->location = add->location ? add->location : base->location;
+    conf->channels = add->channels ? add->channels : base->channels;
+    conf->autocreate = SSE_MERGE(autocreate, -1);
+    conf->retry_ms = SSE_MERGE(retry_ms, -1);
+    conf->keepalive_sec = SSE_MERGE(keepalive_sec, -1);
+    return conf;
+}
+
+const sse_server_conf *sse_config_server(const server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &sse_module);
+}
+
+const sse_dir_conf *sse_config_dir(const request_rec *r)
+{
+    return ap_get_module_config(r->per_dir_config, &sse_module);
+}
+
+int sse_config_autocreate(const sse_dir_conf *dc)
+{
+    return dc->autocreate != 0;
+}
+
+int sse_config_keepalive(const sse_dir_conf *dc)
+{
+    return dc->keepalive_sec >= 0 ? dc->keepalive_sec
+                                  : SSE_DEFAULT_KEEPALIVE_SEC;
+}
+
+/* Parses a non-negative integer that fits in max; NULL on success. */
+static const char *parse_count(cmd_parms *cmd, const char *arg,
+                               apr_int64_t min, apr_int64_t max,
+                               apr_int64_t *out)
+{
+    char *end;
+    apr_int64_t v;
+    if (!apr_isdigit(*arg)) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a number",
+                            cmd->cmd->name, arg);
+    }
+    v = apr_strtoi64(arg, &end, 10);
+    if (*end || v < min || v > max) {
+        return apr_psprintf(cmd->pool, "%s: '%s' must be a whole number "
+                            "from %" APR_INT64_T_FMT " to %" APR_INT64_T_FMT,
+                            cmd->cmd->name, arg, min, max);
+    }
+    *out = v;
+    return NULL;
+}
+
+/* Parses a byte size with an optional K, M or G suffix. */
+static const char *parse_size(cmd_parms *cmd, const char *arg,
+                              apr_int64_t min, apr_int64_t max,
+                              apr_int64_t *out)
+{
+    char *end;
+    apr_int64_t v, mult = 1;
+    if (!apr_isdigit(*arg)) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a size (e.g. 64K, "
+                            "32M)", cmd->cmd->name, arg);
+    }
+    v = apr_strtoi64(arg, &end, 10);
+    switch (apr_toupper(*end)) {
+    case 'K': mult = 1024; end++; break;
+    case 'M': mult = 1024 * 1024; end++; break;
+    case 'G': mult = 1024 * 1024 * 1024; end++; break;
+    default: break;
+    }
+    if (*end || v > max / mult || v * mult < min) {
+        return apr_psprintf(cmd->pool, "%s: '%s' must be a size from "
+                            "%" APR_INT64_T_FMT " to %" APR_INT64_T_FMT
+                            " bytes (K, M, G suffixes allowed)",
+                            cmd->cmd->name, arg, min, max);
+    }
+    *out = v * mult;
+    return NULL;
+}
+
+static sse_server_conf *main_conf(cmd_parms *cmd)
+{
+    return ap_get_module_config(cmd->server->module_config, &sse_module);
+}
+
+static const char *set_shm_size(cmd_parms *cmd, void *dc, const char *arg)
+{
+    apr_int64_t v;
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    (void)dc;
+    if (err) return err;
+    if ((err = parse_size(cmd, arg, SSE_MIN_SHM_SIZE,
+                          (apr_int64_t)64 * 1024 * 1024 * 1024, &v))) {
+        return err;
+    }
+    main_conf(cmd)->shm_size = (apr_size_t)v;
+    return NULL;
+}
+
+static const char *set_max_message(cmd_parms *cmd, void *dc, const char *arg)
+{
+    apr_int64_t v;
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    (void)dc;
+    if (err) return err;
+    if ((err = parse_size(cmd, arg, 1, 64 * 1024 * 1024, &v))) return err;
+    main_conf(cmd)->max_message_size = (apr_size_t)v;
+    return NULL;
+}
+
+static const char *set_server_count(cmd_parms *cmd, void *dc, const char *arg)
+{
+    apr_int64_t v;
+    sse_server_conf *conf;
+    const char *name = cmd->cmd->name;
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    (void)dc;
+    if (err) return err;
+    conf = main_conf(cmd);
+    if (!strcasecmp(name, "SSEMaxChannels")) {
+        if ((err = parse_count(cmd, arg, 1, 1000000, &v))) return err;
+        conf->max_channels = (apr_uint32_t)v;
+    }
+    else if (!strcasecmp(name, "SSEHistorySize")) {
+        if ((err = parse_count(cmd, arg, 1, 1000000, &v))) return err;
+        conf->history_size = (apr_uint32_t)v;
+    }
+    else if (!strcasecmp(name, "SSEHistoryMaxAge")) {
+        if ((err = parse_count(cmd, arg, 0, 10 * 365 * 86400, &v))) return err;
+        conf->history_max_age = apr_time_from_sec(v);
+    }
+    else if (!strcasecmp(name, "SSEMaxSubscribers")) {
+        if ((err = parse_count(cmd, arg, 1, 10000000, &v))) return err;
+        conf->max_subscribers = (int)v;
+    }
+    else {
+        if ((err = parse_count(cmd, arg, 0, 10000000, &v))) return err;
+        conf->max_per_channel = (int)v;
+    }
+    return NULL;
+}
+
+static const char *set_channel(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    sse_dir_conf *dc = dcv;
+    const char *why;
+    if (!cmd->path) {
+        return "SSEChannel belongs in a <Location> or <Directory> section";
+    }
+    if ((why = sse_channel_name_problem(arg, strlen(arg)))) {
+        return apr_psprintf(cmd->pool, "SSEChannel: '%s' %s", arg, why);
+    }
+    if (!dc->channels) {
+        dc->channels = apr_array_make(cmd->pool, 2, sizeof(const char *));
+    }
+    if (dc->channels->nelts >= SSE_MAX_STREAM_CHANNELS) {
+        return apr_psprintf(cmd->pool, "SSEChannel: at most %d channels per "
+                            "location", SSE_MAX_STREAM_CHANNELS);
+    }
+    APR_ARRAY_PUSH(dc->channels, const char *) = arg;
+    return NULL;
+}
+
+static const char *set_autocreate(cmd_parms *cmd, void *dcv, int on)
+{
+    (void)cmd;
+    ((sse_dir_conf *)dcv)->autocreate = on;
+    return NULL;
+}
+
+static const char *set_retry(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    apr_int64_t v;
+    const char *err = parse_count(cmd, arg, 0, 86400000, &v);
+    if (err) return err;
+    ((sse_dir_conf *)dcv)->retry_ms = (int)v;
+    return NULL;
+}
+
+static const char *set_keepalive(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    apr_int64_t v;
+    const char *err = parse_count(cmd, arg, 0, 3600, &v);
+    if (err) return err;
+    ((sse_dir_conf *)dcv)->keepalive_sec = (int)v;
+    return NULL;
+}
+
+const command_rec sse_cmds[] = {
+    AP_INIT_TAKE1("SSESharedMemorySize", set_shm_size, NULL, RSRC_CONF,
+                  "size of the shared-memory store, K/M/G suffixes "
+                  "(main server; default 32M)"),
+    AP_INIT_TAKE1("SSEMaxChannels", set_server_count, NULL, RSRC_CONF,
+                  "channels the store can hold (main server; default 1024)"),
+    AP_INIT_TAKE1("SSEHistorySize", set_server_count, NULL, RSRC_CONF,
+                  "messages retained per channel, at least 1 "
+                  "(main server; default 100)"),
+    AP_INIT_TAKE1("SSEHistoryMaxAge", set_server_count, NULL, RSRC_CONF,
+                  "seconds a message is retained, 0 = no limit "
+                  "(main server; default 0)"),
+    AP_INIT_TAKE1("SSEMaxMessageSize", set_max_message, NULL, RSRC_CONF,
+                  "largest event data accepted, K/M suffixes "
+                  "(main server; default 64K)"),
+    AP_INIT_TAKE1("SSEMaxSubscribers", set_server_count, NULL, RSRC_CONF,
+                  "open streams in the whole server (main server; default "
+                  "MaxRequestWorkers minus 10%, at least 2 kept free)"),
+    AP_INIT_TAKE1("SSEMaxSubscribersPerChannel", set_server_count, NULL,
+                  RSRC_CONF, "subscribers per channel, 0 = no limit "
+                  "(main server; default 0)"),
+    AP_INIT_ITERATE("SSEChannel", set_channel, NULL, ACCESS_CONF,
+                    "channel(s) a stream location always serves "
+                    "(directory; repeatable)"),
+    AP_INIT_FLAG("SSEAutoCreate", set_autocreate, NULL,
+                 RSRC_CONF | ACCESS_CONF,
+                 "On: subscribing creates unknown channels; Off: 404 "
+                 "(server, directory; default On)"),
+    AP_INIT_TAKE1("SSERetry", set_retry, NULL, RSRC_CONF | ACCESS_CONF,
+                  "reconnection time in ms sent as retry: at stream start "
+                  "(server, directory; default unset)"),
+    AP_INIT_TAKE1("SSEKeepAlive", set_keepalive, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "seconds of silence before a keepalive comment, 0 = none "
+                  "(server, directory; default 15)"),
+    { NULL }
+};
+
+const char *sse_config_path_remainder(const request_rec *r)
+{
+    const sse_dir_conf *dc = sse_config_dir(r);
+    const char *rest = NULL;
+    if (dc && dc->location && dc->location[0] == '/') {
+        apr_size_t n = strlen(dc->location);
+        while (n > 1 && dc->location[n - 1] == '/') n--;
+        if (!strncmp(r->uri, dc->location, n)
+            && (r->uri[n] == '/' || r->uri[n] == '\0' || n == 1)) {
+            rest = r->uri + n;
+        }
+    }
+    if (!rest) {
+        rest = r->path_info ? r->path_info : "";
+    }
+    while (*rest == '/') rest++;
+    return rest;
+}

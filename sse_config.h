@@ -1,0 +1,57 @@
+/* sse_config.h - mod_sse's directives: server-wide store settings and
+ * per-location stream settings, with their defaults.
+ */
+#ifndef SSE_CONFIG_H
+#define SSE_CONFIG_H
+
+#include "httpd.h"
+#include "http_config.h"
+
+#define SSE_DEFAULT_SHM_SIZE        (32 * 1024 * 1024)
+#define SSE_MIN_SHM_SIZE            (64 * 1024)
+#define SSE_DEFAULT_MAX_CHANNELS    1024
+#define SSE_DEFAULT_HISTORY_SIZE    100
+#define SSE_DEFAULT_MAX_MESSAGE     (64 * 1024)
+#define SSE_DEFAULT_KEEPALIVE_SEC   15
+/* Streams wake at least this often to check the client, even without
+ * keepalive comments. */
+#define SSE_MAX_IDLE_WAIT_SEC       15
+
+/* Server-wide settings; only the main server's values are used. */
+typedef struct {
+    apr_size_t shm_size;          /* SSESharedMemorySize */
+    apr_uint32_t max_channels;    /* SSEMaxChannels */
+    apr_uint32_t history_size;    /* SSEHistorySize */
+    apr_interval_time_t history_max_age; /* SSEHistoryMaxAge, 0 = none */
+    apr_size_t max_message_size;  /* SSEMaxMessageSize */
+    int max_subscribers;          /* SSEMaxSubscribers, 0 = derived */
+    int max_per_channel;          /* SSEMaxSubscribersPerChannel, 0 = none */
+} sse_server_conf;
+
+/* Per-location settings of sse-stream. -1 means "not set here". */
+typedef struct {
+    const char *location;         /* <Location> path, to find the remainder */
+    apr_array_header_t *channels; /* SSEChannel pins (const char *) */
+    int autocreate;               /* SSEAutoCreate */
+    int retry_ms;                 /* SSERetry, -1 = don't send */
+    int keepalive_sec;            /* SSEKeepAlive, 0 = off */
+} sse_dir_conf;
+
+extern const command_rec sse_cmds[];
+
+void *sse_create_server_conf(apr_pool_t *p, server_rec *s);
+void *sse_create_dir_conf(apr_pool_t *p, char *dir);
+void *sse_merge_dir_conf(apr_pool_t *p, void *basev, void *addv);
+
+const sse_server_conf *sse_config_server(const server_rec *s);
+const sse_dir_conf *sse_config_dir(const request_rec *r);
+
+/* Effective values with defaults applied. */
+int sse_config_autocreate(const sse_dir_conf *dc);
+int sse_config_keepalive(const sse_dir_conf *dc);
+
+/* The request path after the <Location> of the handler (or path_info),
+ * without leading slashes: "news" for /events/news under /events. */
+const char *sse_config_path_remainder(const request_rec *r);
+
+#endif /* SSE_CONFIG_H */

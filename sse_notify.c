@@ -1,0 +1,154 @@
+/* sse_notify.c - cross-process wakeups without polling.
+ *
+ * A publish bumps a 32-bit word in shared memory and calls FUTEX_WAKE on it
+ * (a shared futex: no FUTEX_PRIVATE_FLAG, so waiters in other processes
+ * wake). Each child runs one dispatcher thread in FUTEX_WAIT on that word;
+ * it turns a change into a local generation bump plus a condition-variable
+ * broadcast, so thousands of stream threads wait on process-local state and
+ * only one thread per child talks to the kernel about the shared word.
+ *
+ * Every wait has a timeout, so a lost wakeup costs at most one interval.
+ * Without futexes (not Linux) the dispatcher polls the word every 20 ms.
+ */
+#include "apr_thread_proc.h"
+#include "apr_thread_mutex.h"
+#include "apr_thread_cond.h"
+
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <limits.h>
+#include <time.h>
+#define SSE_HAVE_FUTEX 1
+#endif
+
+#include "sse_private.h"
+#include "sse_notify.h"
+
+static apr_thread_mutex_t *local_mutex;
+static apr_thread_cond_t *local_cond;
+static apr_uint32_t local_generation;
+static volatile apr_uint32_t stopping;
+static apr_thread_t *dispatcher;
+static apr_uint32_t *shared_word;
+
+#if SSE_HAVE_FUTEX
+static void futex_wait(apr_uint32_t *word, apr_uint32_t expected, long ms)
+{
+    struct timespec ts;
+    ts.tv_sec = ms / 1000;
+    ts.tv_nsec = (ms % 1000) * 1000000L;
+    /* EAGAIN (changed already), EINTR and ETIMEDOUT all mean "look again" */
+    syscall(SYS_futex, word, FUTEX_WAIT, expected, &ts, NULL, 0);
+}
+
+static void futex_wake_all(apr_uint32_t *word)
+{
+    syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+#endif
+
+static void wake_local(void)
+{
+    apr_thread_mutex_lock(local_mutex);
+    local_generation++;
+    apr_thread_cond_broadcast(local_cond);
+    apr_thread_mutex_unlock(local_mutex);
+}
+
+static void *APR_THREAD_FUNC dispatch(apr_thread_t *thread, void *arg)
+{
+    apr_uint32_t last = __atomic_load_n(shared_word, __ATOMIC_ACQUIRE);
+    (void)arg;
+    while (!stopping) {
+        apr_uint32_t now;
+#if SSE_HAVE_FUTEX
+        futex_wait(shared_word, last, 1000);
+#else
+        apr_sleep(apr_time_from_msec(20));
+#endif
+        now = __atomic_load_n(shared_word, __ATOMIC_ACQUIRE);
+        if (now != last) {
+            last = now;
+            wake_local();
+        }
+    }
+    apr_thread_exit(thread, APR_SUCCESS);
+    return NULL;
+}
+
+static apr_status_t join_dispatcher(void *unused)
+{
+    apr_status_t rv;
+    (void)unused;
+    if (dispatcher) {
+        sse_notify_stop();
+        apr_thread_join(&rv, dispatcher);
+        dispatcher = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t sse_notify_child_init(apr_pool_t *pchild, apr_uint32_t *word)
+{
+    apr_status_t rv;
+    shared_word = word;
+    stopping = 0;
+    local_generation = 0;
+    if ((rv = apr_thread_mutex_create(&local_mutex, APR_THREAD_MUTEX_DEFAULT,
+                                      pchild))
+        || (rv = apr_thread_cond_create(&local_cond, pchild))
+        || (rv = ap_thread_create(&dispatcher, NULL, dispatch, NULL,
+                                  pchild))) {
+        return rv;
+    }
+    /* runs before pchild's mutex and cond are destroyed */
+    apr_pool_pre_cleanup_register(pchild, NULL, join_dispatcher);
+    return APR_SUCCESS;
+}
+
+void sse_notify_stop(void)
+{
+    stopping = 1;
+    if (local_mutex) {
+        wake_local();
+    }
+#if SSE_HAVE_FUTEX
+    if (shared_word) {
+        /* gets our dispatcher out of FUTEX_WAIT; others just look again */
+        futex_wake_all(shared_word);
+    }
+#endif
+}
+
+int sse_notify_stopping(void)
+{
+    return stopping != 0;
+}
+
+apr_uint32_t sse_notify_generation(void)
+{
+    return __atomic_load_n(&local_generation, __ATOMIC_ACQUIRE);
+}
+
+void sse_notify_wait(apr_uint32_t *seen, apr_interval_time_t timeout)
+{
+    apr_time_t deadline = apr_time_now() + timeout;
+    apr_thread_mutex_lock(local_mutex);
+    while (local_generation == *seen && !stopping) {
+        apr_interval_time_t left = deadline - apr_time_now();
+        if (left <= 0) break;
+        apr_thread_cond_timedwait(local_cond, local_mutex, left);
+    }
+    *seen = local_generation;
+    apr_thread_mutex_unlock(local_mutex);
+}
+
+void sse_notify_all(apr_uint32_t *word)
+{
+    __atomic_add_fetch(word, 1, __ATOMIC_RELEASE);
+#if SSE_HAVE_FUTEX
+    futex_wake_all(word);
+#endif
+}

@@ -1,0 +1,29 @@
+/* sse_notify.h - waking stream threads in every child when the store
+ * changes, and telling them when their child stops.
+ */
+#ifndef SSE_NOTIFY_H
+#define SSE_NOTIFY_H
+
+#include "apr_pools.h"
+#include "apr_time.h"
+
+/* Starts this child's dispatcher thread, which waits on the store's wake
+ * word and wakes local stream threads. */
+apr_status_t sse_notify_child_init(apr_pool_t *pchild, apr_uint32_t *word);
+
+/* Tells every local stream to end (child_stopping). */
+void sse_notify_stop(void);
+int sse_notify_stopping(void);
+
+/* Local change counter: read it before checking the store, then pass it
+ * to sse_notify_wait so no change between the two is missed. */
+apr_uint32_t sse_notify_generation(void);
+
+/* Waits until the generation moves past *seen, the child stops, or timeout
+ * passes; updates *seen. */
+void sse_notify_wait(apr_uint32_t *seen, apr_interval_time_t timeout);
+
+/* Publisher side: bumps the wake word and wakes every child's dispatcher. */
+void sse_notify_all(apr_uint32_t *word);
+
+#endif /* SSE_NOTIFY_H */

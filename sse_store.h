@@ -1,0 +1,176 @@
+/* sse_store.h - the channel table and message history in shared memory,
+ * shared by all children of all generations. APR only: no httpd headers.
+ *
+ * Every function takes and releases the store mutex itself unless its name
+ * ends in _nolock. None does network I/O.
+ */
+#ifndef SSE_STORE_H
+#define SSE_STORE_H
+
+#include "apr_pools.h"
+#include "apr_tables.h"
+#include "apr_global_mutex.h"
+#include "apr_shm.h"
+
+#include "sse_event.h"
+
+typedef struct sse_store sse_store;
+
+/* Retention and admission limits; process-local, set from configuration. */
+typedef struct {
+    apr_uint32_t history_size;          /* messages kept per channel, >= 1 */
+    apr_interval_time_t history_max_age; /* 0 = no age limit */
+    apr_uint32_t max_subscribers;       /* whole store, 0 = no limit */
+    apr_uint32_t max_per_channel;       /* 0 = no limit */
+} sse_store_limits;
+
+typedef enum {
+    SSE_OK = 0,
+    SSE_NOT_FOUND,     /* channel does not exist */
+    SSE_BUSY,          /* a subscriber limit is reached */
+    SSE_TABLE_FULL,    /* no free channel slot */
+    SSE_MEMORY_FULL,   /* not enough free blocks */
+    SSE_TOO_MANY,      /* a batch longer than the history */
+    SSE_NO_ROW         /* this process has no row in the child table */
+} sse_result;
+
+/* How a resume with a last event id went. */
+typedef enum {
+    SSE_RESUME_NONE = 0, /* no last event id given: live only */
+    SSE_RESUME_EXACT,    /* nothing missed */
+    SSE_RESUME_EXPIRED,  /* messages after the id were dropped */
+    SSE_RESUME_UNKNOWN,  /* the id was not issued by this store */
+    SSE_RESUME_OVERFLOW  /* a live stream fell behind the history */
+} sse_resume;
+
+typedef struct {
+    apr_uint32_t slot;         /* index in the channel table */
+    apr_uint32_t incarnation;  /* of that slot when subscribed */
+} sse_sub_channel;
+
+/* One stream's view of the store; process-local. */
+typedef struct {
+    int row;                   /* child row the counts were charged to */
+    int n;
+    sse_sub_channel ch[SSE_MAX_STREAM_CHANNELS];
+    apr_uint64_t cursor;       /* every message <= cursor was considered */
+} sse_subscription;
+
+/* What one read produced: whole framed events in id order. */
+typedef struct {
+    char *buf;
+    apr_size_t len;
+    apr_uint32_t events;
+    apr_uint64_t first_id;     /* of the first event in buf, 0 if none */
+    apr_uint64_t last_id;      /* of the last event in buf, 0 if none */
+    int more;                  /* the budget ran out: read again */
+    int gap;                   /* history rolled over past the cursor */
+    int deleted;               /* a subscribed channel was deleted */
+} sse_read_result;
+
+typedef struct {
+    char name[SSE_CHANNEL_MAX + 1];
+    apr_uint32_t subscribers;
+    apr_uint32_t messages;
+    apr_uint64_t first_id, last_id;  /* retained range, 0 = none */
+    apr_uint64_t published;
+    apr_uint64_t bytes;              /* shared memory used by its history */
+} sse_channel_info;
+
+typedef struct {
+    apr_int32_t pid;
+    apr_uint32_t subscribers;
+} sse_child_info;
+
+typedef struct {
+    apr_uint32_t channels, max_channels;
+    apr_uint32_t subscribers;
+    apr_uint64_t messages;
+    apr_uint64_t shm_size, shm_used, shm_free;
+    apr_uint64_t published, delivered, rejected;
+    apr_uint64_t first_id, last_id;
+    apr_uint32_t repairs;
+    apr_array_header_t *children;    /* sse_child_info */
+} sse_store_status;
+
+/* Creates a store in a new shared-memory segment allocated from p (keep p
+ * alive for as long as any process uses the store). fallback_file names a
+ * file for systems without anonymous shared memory. The mutex guards it. */
+apr_status_t sse_store_create(sse_store **pst, apr_pool_t *p,
+                              apr_size_t size, apr_uint32_t max_channels,
+                              apr_uint32_t max_children,
+                              const char *fallback_file,
+                              apr_global_mutex_t *mutex, const char **why);
+
+/* Non-zero when the store was created with this geometry. */
+int sse_store_has_geometry(const sse_store *st, apr_size_t size,
+                           apr_uint32_t max_channels,
+                           apr_uint32_t max_children);
+
+void sse_store_set_limits(sse_store *st, const sse_store_limits *limits);
+const sse_store_limits *sse_store_get_limits(const sse_store *st);
+apr_global_mutex_t **sse_store_mutex(sse_store *st);
+apr_shm_t *sse_store_shm(sse_store *st);
+
+/* The 32-bit word bumped after every change subscribers must see; waiters
+ * use it as a futex. */
+apr_uint32_t *sse_store_wake_word(sse_store *st);
+
+/* Child rows: per-process subscriber counts, so a dead child's share can be
+ * dropped. attach returns the row or -1. */
+int sse_store_child_attach(sse_store *st, apr_int32_t pid);
+void sse_store_child_detach(sse_store *st, int row, apr_int32_t pid);
+/* Drops rows of processes that no longer exist; returns how many. */
+int sse_store_reap_children(sse_store *st);
+
+/* Subscribes to names[0..n). last_id_text is the client's Last-Event-ID
+ * (NULL if none); *resume says how the resume went and sub->cursor is set
+ * so that the next read replays exactly what the client missed. On a
+ * result other than SSE_OK nothing changed; *which names the channel. */
+sse_result sse_store_subscribe(sse_store *st, int row,
+                               const char *const *names, int n,
+                               int autocreate, const char *last_id_text,
+                               sse_subscription *sub, sse_resume *resume,
+                               const char **which);
+void sse_store_unsubscribe(sse_store *st, sse_subscription *sub);
+
+/* Without the lock: non-zero when a read may find something new (a newer
+ * message or a deleted channel). */
+int sse_store_has_news(sse_store *st, const sse_subscription *sub);
+
+/* Copies the next messages after sub->cursor, in id order, at most budget
+ * bytes (but at least one message), into memory from p; advances the
+ * cursor. */
+apr_status_t sse_store_read(sse_store *st, sse_subscription *sub,
+                            apr_pool_t *p, apr_size_t budget,
+                            sse_read_result *res);
+
+/* Appends n framed events (everything but their id: line) to a channel,
+ * creating it if needed, all or nothing, with consecutive ids. */
+sse_result sse_store_publish(sse_store *st, const char *channel,
+                             const char *const *frames,
+                             const apr_size_t *lens, int n,
+                             apr_uint64_t *first_id,
+                             apr_uint32_t *subscribers);
+
+sse_result sse_store_channel_info(sse_store *st, const char *name,
+                                  sse_channel_info *info);
+/* All channels, as sse_channel_info, allocated from p. */
+apr_array_header_t *sse_store_list(sse_store *st, apr_pool_t *p);
+/* Drops the channel and its history; subscribers see ->deleted. */
+sse_result sse_store_delete(sse_store *st, const char *name,
+                            sse_channel_info *dropped);
+void sse_store_status_get(sse_store *st, apr_pool_t *p,
+                          sse_store_status *status);
+
+void sse_store_count_delivered(sse_store *st, apr_uint64_t n);
+void sse_store_count_rejected(sse_store *st);
+
+/* Checks every list and rebuilds free space; normally run by the lock
+ * when the previous holder died mid-update. Returns the number of
+ * problems fixed. Caller holds the mutex. Exposed for tests. */
+int sse_store_repair_nolock(sse_store *st);
+/* Marks the store as torn, as a holder dying mid-update would. Tests. */
+void sse_store_mark_dirty_nolock(sse_store *st);
+
+#endif /* SSE_STORE_H */

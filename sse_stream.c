@@ -1,0 +1,461 @@
+/* sse_stream.c - the "sse-stream" handler: one request = one subscriber.
+ *
+ * Resolves the channels, registers the subscription in the store, then
+ * loops: copy whatever is new from the store (replay first, then live), write
+ * it with one FLUSH, wait for the next wakeup, keepalive or stop. The loop
+ * never holds the store lock while writing, and every wait is bounded, so a
+ * dead client costs at most one keepalive interval of a thread.
+ *
+ * Memory: the brigade lives as long as the request; everything made for one
+ * write comes from a scratch pool cleared after it, so a stream open for
+ * days stays the same size.
+ */
+#include "apr_strings.h"
+#include "apr_poll.h"
+#include "apr_support.h"
+#include "http_core.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "http_ssl.h"
+#include "ap_mpm.h"
+#include "util_filter.h"
+
+#include "sse_private.h"
+#include "sse_config.h"
+#include "sse_event.h"
+#include "sse_json.h"
+#include "sse_query.h"
+#include "sse_store.h"
+#include "sse_notify.h"
+#include "sse_stream.h"
+
+/* Bytes copied from the store per write; a longer replay takes several. */
+#define READ_BUDGET (256 * 1024)
+
+typedef struct {
+    request_rec *r;
+    conn_rec *c;
+    apr_bucket_brigade *bb;
+    apr_pool_t *scratch;
+    sse_store *store;
+    sse_subscription sub;
+    int check_input;           /* HTTP/1.x: poll the socket for EOF */
+    apr_time_t last_write;
+    apr_uint64_t delivered;
+} stream_ctx;
+
+static const char *reset_reasons[] = {
+    NULL, NULL, "expired", "unknown", "overflow"
+};
+
+static int plain_error(request_rec *r, int status, const char *msg)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, SSE_LOGNO(00101)
+                  "refusing stream (%d): %s", status, msg);
+    r->status = status;
+    ap_set_content_type(r, "text/plain; charset=utf-8");
+    ap_rvputs(r, msg, "\n", NULL);
+    return OK;
+}
+
+static int add_channel(apr_array_header_t *names, const char *name,
+                       apr_size_t len, apr_pool_t *p, const char **why)
+{
+    const char *problem = sse_channel_name_problem(name, len);
+    int i;
+    if (problem) {
+        *why = apr_psprintf(p, "channel '%s' %s",
+                            apr_pstrmemdup(p, name, len), problem);
+        return -1;
+    }
+    for (i = 0; i < names->nelts; i++) {
+        const char *have = APR_ARRAY_IDX(names, i, const char *);
+        if (strlen(have) == len && !memcmp(have, name, len)) return 0;
+    }
+    if (names->nelts >= SSE_MAX_STREAM_CHANNELS) {
+        *why = "more than 64 channels on one stream";
+        return -1;
+    }
+    APR_ARRAY_PUSH(names, const char *) = apr_pstrmemdup(p, name, len);
+    return 0;
+}
+
+/* The channels of this request: pinned, or path remainder plus channel=
+ * parameters (repeatable, comma-separated). NULL and *why on error. */
+static apr_array_header_t *request_channels(request_rec *r,
+                                            const apr_array_header_t *params,
+                                            const char **why)
+{
+    const sse_dir_conf *dc = sse_config_dir(r);
+    const char *rest = sse_config_path_remainder(r);
+    apr_array_header_t *names = apr_array_make(r->pool, 4, sizeof(char *));
+    int i;
+
+    if (dc->channels) {
+        if (*rest || sse_query_get(params, "channel")) {
+            *why = "this location serves fixed channels (SSEChannel); "
+                   "no channel can be chosen here";
+            return NULL;
+        }
+        for (i = 0; i < dc->channels->nelts; i++) {
+            const char *name = APR_ARRAY_IDX(dc->channels, i, const char *);
+            add_channel(names, name, strlen(name), r->pool, why);
+        }
+        return names;
+    }
+    if (*rest && add_channel(names, rest, strlen(rest), r->pool, why)) {
+        return NULL;
+    }
+    for (i = 0; i < params->nelts; i++) {
+        const sse_query_param *qp = &APR_ARRAY_IDX(params, i, sse_query_param);
+        const char *s = qp->value, *end = s + qp->value_len;
+        if (strcmp(qp->name, "channel")) continue;
+        do {
+            const char *comma = memchr(s, ',', (apr_size_t)(end - s));
+            const char *stop = comma ? comma : end;
+            if (add_channel(names, s, (apr_size_t)(stop - s), r->pool, why)) {
+                return NULL;
+            }
+            s = comma ? comma + 1 : end;
+        } while (s < end);
+        if (qp->value_len == 0
+            && add_channel(names, "", 0, r->pool, why)) {
+            return NULL;
+        }
+    }
+    if (!names->nelts) {
+        *why = "no channel given: use /<location>/<channel> or ?channel=";
+        return NULL;
+    }
+    return names;
+}
+
+static const char *request_last_id(request_rec *r,
+                                   const apr_array_header_t *params)
+{
+    const char *h = apr_table_get(r->headers_in, "Last-Event-ID");
+    const sse_query_param *qp;
+    if (h) return h;
+    if ((qp = sse_query_get(params, "lastEventId"))
+        || (qp = sse_query_get(params, "last_event_id"))) {
+        return qp->value;
+    }
+    return NULL;
+}
+
+static void set_stream_headers(request_rec *r)
+{
+    ap_set_content_type(r, "text/event-stream; charset=utf-8");
+    apr_table_setn(r->headers_out, "Cache-Control",
+                   "no-cache, no-store, no-transform");
+    apr_table_setn(r->headers_out, "X-Accel-Buffering", "no");
+    apr_table_unset(r->headers_out, "Content-Length");
+    /* must be set before the first pass: compression would buffer */
+    apr_table_setn(r->subprocess_env, "no-gzip", "1");
+    apr_table_setn(r->subprocess_env, "no-brotli", "1");
+    r->no_cache = 1;
+}
+
+static void add_bytes(stream_ctx *sc, const char *buf, apr_size_t len)
+{
+    APR_BRIGADE_INSERT_TAIL(sc->bb, apr_bucket_transient_create(
+                                buf, len, sc->c->bucket_alloc));
+}
+
+/* Writes what is in the brigade with a FLUSH; the scratch pool is cleared
+ * afterwards, so transient buckets may point into it. */
+static apr_status_t flush_out(stream_ctx *sc)
+{
+    apr_status_t rv;
+    APR_BRIGADE_INSERT_TAIL(sc->bb,
+                            apr_bucket_flush_create(sc->c->bucket_alloc));
+    rv = ap_pass_brigade(sc->r->output_filters, sc->bb);
+    apr_brigade_cleanup(sc->bb);
+    apr_pool_clear(sc->scratch);
+    sc->last_write = apr_time_now();
+    if (rv == APR_SUCCESS && sc->c->aborted) rv = APR_ECONNABORTED;
+    return rv;
+}
+
+/* Too many subscribers: make an EventSource come back later (any non-200
+ * would stop it for good); tell other clients 503 + Retry-After. */
+static int answer_busy(request_rec *r, const char *why)
+{
+    const char *accept = apr_table_get(r->headers_in, "Accept");
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SSE_LOGNO(00102)
+                  "stream refused for now: %s", why);
+    if (accept && ap_strcasestr(accept, "text/event-stream")) {
+        /* 5 to 10 s, spread so refused clients do not return together */
+        long ms = 5000 + (long)(apr_time_now() % 5000);
+        set_stream_headers(r);
+        if (!r->header_only) {
+            ap_rprintf(r, "retry: %ld\n: busy, retry later\n\n", ms);
+        }
+        return OK;
+    }
+    apr_table_setn(r->err_headers_out, "Retry-After", "5");
+    return plain_error(r, HTTP_SERVICE_UNAVAILABLE, why);
+}
+
+/* Non-zero when the client has closed its end. Only HTTP/1.x has a socket
+ * of its own to look at; HTTP/2 relies on write errors and keepalives. */
+static int client_gone(stream_ctx *sc)
+{
+    apr_pollfd_t pfd;
+    apr_int32_t n = 0;
+    apr_socket_t *sock;
+
+    if (sc->c->aborted) return 1;
+    if (!sc->check_input) return 0;
+    sock = ap_get_conn_socket(sc->c);
+    memset(&pfd, 0, sizeof(pfd));
+    pfd.p = sc->scratch;
+    pfd.desc_type = APR_POLL_SOCKET;
+    pfd.reqevents = APR_POLLIN;
+    pfd.desc.s = sock;
+    if (apr_poll(&pfd, 1, &n, 0) != APR_SUCCESS || n == 0) return 0;
+    if (ap_ssl_conn_is_ssl(sc->c)) {
+        /* let mod_ssl consume close_notify and friends */
+        apr_bucket_brigade *tmp = apr_brigade_create(sc->scratch,
+                                                     sc->c->bucket_alloc);
+        apr_status_t rv = ap_get_brigade(sc->c->input_filters, tmp,
+                                         AP_MODE_SPECULATIVE,
+                                         APR_NONBLOCK_READ, 1);
+        int empty = APR_BRIGADE_EMPTY(tmp);
+        apr_brigade_destroy(tmp);
+        if (rv == APR_SUCCESS && empty) return 1;
+        if (APR_STATUS_IS_EAGAIN(rv)) return 0;
+        if (rv != APR_SUCCESS && !APR_STATUS_IS_TIMEUP(rv)) return 1;
+        sc->check_input = 0;   /* pipelined data or reqtimeout: stop looking */
+        return 0;
+    }
+    else {
+        int eof = 0;
+        if (apr_socket_atreadeof(sock, &eof) == APR_SUCCESS && eof) return 1;
+        if (pfd.rtnevents & (APR_POLLHUP | APR_POLLERR)) return 1;
+        sc->check_input = 0;       /* pipelined data: stop looking */
+        return 0;
+    }
+}
+
+static int child_stopping(void)
+{
+    int state = AP_MPMQ_RUNNING;
+    if (sse_notify_stopping()) return 1;
+    ap_mpm_query(AP_MPMQ_MPM_STATE, &state);
+    return state == AP_MPMQ_STOPPING;
+}
+
+/* Adds an sse-reset event telling the client what it missed. */
+static void add_reset(stream_ctx *sc, sse_resume why, apr_uint64_t id,
+                      const char *last_id_text)
+{
+    char idbuf[SSE_ID_TEXT_MAX];
+    const char *claimed = "null";
+    if (last_id_text && sse_utf8_valid(last_id_text, strlen(last_id_text))) {
+        claimed = sse_json_quote(sc->scratch, last_id_text,
+                                 strlen(last_id_text));
+    }
+    sse_id_format(idbuf, id);
+    {
+        char *text = apr_psprintf(sc->scratch, "id: %s\nevent: sse-reset\n"
+                                  "data: {\"reason\":\"%s\",\"last_event_id\""
+                                  ":%s}\n\n", idbuf, reset_reasons[why],
+                                  claimed);
+        add_bytes(sc, text, strlen(text));
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, sc->r, SSE_LOGNO(00103)
+                  "stream told to reset (%s), last event id %s",
+                  reset_reasons[why], last_id_text ? last_id_text : "-");
+}
+
+/* Sends everything new; *reset says a reset notice must go first.
+ * Returns APR_EOF when a channel was deleted. */
+static apr_status_t send_news(stream_ctx *sc, sse_resume *reset,
+                              const char *last_id_text)
+{
+    sse_read_result res;
+    apr_status_t rv;
+    do {
+        sse_store_read(sc->store, &sc->sub, sc->scratch, READ_BUDGET, &res);
+        if (res.deleted) {
+            add_bytes(sc, ": channel deleted\n\n", 19);
+            flush_out(sc);
+            return APR_EOF;
+        }
+        if (res.gap && *reset == SSE_RESUME_NONE) {
+            *reset = SSE_RESUME_OVERFLOW;
+        }
+        if (*reset >= SSE_RESUME_EXPIRED) {
+            add_reset(sc, *reset, res.events ? res.first_id - 1
+                                             : sc->sub.cursor, last_id_text);
+            *reset = SSE_RESUME_NONE;
+        }
+        if (res.len) {
+            add_bytes(sc, res.buf, res.len);
+            sc->delivered += res.events;
+            sse_store_count_delivered(sc->store, res.events);
+        }
+        if (APR_BRIGADE_EMPTY(sc->bb)) {
+            return APR_SUCCESS;
+        }
+        if ((rv = flush_out(sc)) != APR_SUCCESS) return rv;
+    } while (res.more);
+    return APR_SUCCESS;
+}
+
+static apr_interval_time_t wait_time(stream_ctx *sc, int keepalive_sec)
+{
+    apr_interval_time_t limit = apr_time_from_sec(SSE_MAX_IDLE_WAIT_SEC);
+    int threaded = 0;
+    ap_mpm_query(AP_MPMQ_IS_THREADED, &threaded);
+    if (threaded == AP_MPMQ_NOT_SUPPORTED) {
+        /* prefork: the child's stop shows only in the MPM state */
+        limit = apr_time_from_sec(1);
+    }
+    if (keepalive_sec) {
+        apr_interval_time_t left = sc->last_write
+                                   + apr_time_from_sec(keepalive_sec)
+                                   - apr_time_now();
+        if (left < limit) limit = left > 0 ? left : 0;
+    }
+    return limit;
+}
+
+static const char *stream_end_reason(apr_status_t rv)
+{
+    return rv == APR_EOF ? "channel deleted"
+         : child_stopping() ? "child stopping"
+         : "client gone";
+}
+
+static int run_stream(stream_ctx *sc, sse_resume resume,
+                      const char *last_id_text, int retry_ms,
+                      int keepalive_sec)
+{
+    apr_status_t rv = APR_SUCCESS;
+    apr_uint32_t seen;
+
+    if (retry_ms >= 0) {
+        char *line = apr_psprintf(sc->scratch, "retry: %d\n\n", retry_ms);
+        add_bytes(sc, line, strlen(line));
+    }
+    add_bytes(sc, ": ok\n\n", 6);
+    if (resume == SSE_RESUME_EXACT) resume = SSE_RESUME_NONE;
+    /* the preamble and any replay go out together, then live events */
+    seen = sse_notify_generation();
+    rv = send_news(sc, &resume, last_id_text);
+    if (rv == APR_SUCCESS && !APR_BRIGADE_EMPTY(sc->bb)) {
+        rv = flush_out(sc);
+    }
+    while (rv == APR_SUCCESS) {
+        if (child_stopping()) {
+            add_bytes(sc, ": server restarting\n\n", 21);
+            flush_out(sc);
+            break;
+        }
+        if (sse_store_has_news(sc->store, &sc->sub)) {
+            rv = send_news(sc, &resume, last_id_text);
+            continue;
+        }
+        if (keepalive_sec && apr_time_now() - sc->last_write
+                             >= apr_time_from_sec(keepalive_sec)) {
+            add_bytes(sc, ": keepalive\n\n", 13);
+            if ((rv = flush_out(sc)) != APR_SUCCESS) break;
+        }
+        if (client_gone(sc)) {
+            rv = APR_ECONNABORTED;
+            break;
+        }
+        sse_notify_wait(&seen, wait_time(sc, keepalive_sec));
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, sc->r, SSE_LOGNO(00104)
+                  "stream ends (%s) after %" APR_UINT64_T_FMT " events",
+                  stream_end_reason(rv), sc->delivered);
+    return OK;
+}
+
+static int sse_stream_handler(request_rec *r)
+{
+    const sse_dir_conf *dc;
+    apr_array_header_t *params, *names;
+    const char *why = NULL, *last_id, *which = NULL;
+    stream_ctx sc;
+    sse_resume resume = SSE_RESUME_NONE;
+    sse_result res;
+    int status;
+
+    if (!r->handler || strcmp(r->handler, "sse-stream")) {
+        return DECLINED;
+    }
+    if (r->method_number != M_GET) {
+        r->allowed = AP_METHOD_BIT << M_GET;
+        return HTTP_METHOD_NOT_ALLOWED;
+    }
+    if ((status = ap_discard_request_body(r)) != OK) {
+        return status;
+    }
+    dc = sse_config_dir(r);
+    if (!(params = sse_query_parse(r->pool, r->args))) {
+        return plain_error(r, HTTP_BAD_REQUEST, "malformed query string");
+    }
+    if (!(names = request_channels(r, params, &why))) {
+        return plain_error(r, HTTP_BAD_REQUEST, why);
+    }
+    last_id = request_last_id(r, params);
+
+    memset(&sc, 0, sizeof(sc));
+    sc.r = r;
+    sc.c = r->connection;
+    sc.store = sse_current_store();
+    if (!sc.store) {
+        return plain_error(r, HTTP_SERVICE_UNAVAILABLE,
+                           "the event store is not available");
+    }
+    if (r->header_only) {
+        set_stream_headers(r);
+        return OK;
+    }
+    res = sse_store_subscribe(sc.store, sse_child_row(),
+                              (const char *const *)names->elts, names->nelts,
+                              sse_config_autocreate(dc), last_id, &sc.sub,
+                              &resume, &which);
+    switch (res) {
+    case SSE_OK:
+        break;
+    case SSE_NOT_FOUND:
+        return plain_error(r, HTTP_NOT_FOUND, apr_psprintf(r->pool,
+                           "channel '%s' does not exist", which));
+    case SSE_BUSY:
+        return answer_busy(r, which ? apr_psprintf(r->pool, "channel '%s' "
+                           "has its maximum of subscribers", which)
+                           : "the server has its maximum of subscribers");
+    case SSE_TABLE_FULL:
+        return answer_busy(r, "the channel table is full");
+    default:
+        return answer_busy(r, "this process cannot hold streams");
+    }
+
+    set_stream_headers(r);
+    if (last_id) {
+        apr_table_setn(r->headers_out, "SSE-Resume",
+                       resume == SSE_RESUME_EXACT ? "exact" : "reset");
+    }
+    sc.bb = apr_brigade_create(r->pool, sc.c->bucket_alloc);
+    apr_pool_create(&sc.scratch, r->pool);
+    apr_pool_tag(sc.scratch, "sse-stream-scratch");
+    sc.check_input = r->proto_num < 2000 && !sc.c->master;
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, SSE_LOGNO(00105)
+                  "stream opens: %d channel(s), first '%s', last event id %s",
+                  names->nelts, APR_ARRAY_IDX(names, 0, const char *),
+                  last_id ? last_id : "-");
+    run_stream(&sc, resume, last_id, dc->retry_ms,
+               sse_config_keepalive(dc));
+    sse_store_unsubscribe(sc.store, &sc.sub);
+    return OK;
+}
+
+void sse_stream_register_hooks(void)
+{
+    ap_hook_handler(sse_stream_handler, NULL, NULL, APR_HOOK_MIDDLE);
+}
