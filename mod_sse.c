@@ -126,6 +126,28 @@ static apr_status_t create_store(sse_retained *kept, server_rec *s,
     return APR_SUCCESS;
 }
 
+/* Also runs for "apachectl configtest": refuse a store that cannot hold
+ * the configured channel table, saying by how much. */
+static int sse_check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                            apr_pool_t *ptemp, server_rec *s)
+{
+    const sse_server_conf *conf = sse_config_server(s);
+    apr_uint64_t need = sse_store_min_size(conf->max_channels,
+                         (apr_uint32_t)mpm_value(AP_MPMQ_HARD_LIMIT_DAEMONS, 1) + 2);
+    (void)pconf;
+    (void)plog;
+    (void)ptemp;
+    if (need > conf->shm_size) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, SSE_LOGNO(00009)
+                     "SSESharedMemorySize %" APR_SIZE_T_FMT " is too small "
+                     "for SSEMaxChannels %u: at least %" APR_UINT64_T_FMT
+                     " bytes are needed", conf->shm_size, conf->max_channels,
+                     need);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return OK;
+}
+
 static int sse_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                            apr_pool_t *ptemp, server_rec *s)
 {
@@ -244,6 +266,7 @@ static void sse_register_hooks(apr_pool_t *p)
     (void)p;
     sse_publish_register();
     ap_hook_pre_config(sse_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_config(sse_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(sse_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(sse_child_init, NULL, NULL, APR_HOOK_MIDDLE);
 #if AP_MODULE_MAGIC_AT_LEAST(20120211, 110)

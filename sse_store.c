@@ -216,12 +216,12 @@ apr_status_t sse_store_create(sse_store **pst, apr_pool_t *p,
                          + (apr_uint64_t)max_children * sizeof(store_child));
     off_blocks = ALIGN64(off_counts + (apr_uint64_t)max_children
                          * max_channels * sizeof(apr_uint32_t));
-    if (off_blocks + (apr_uint64_t)MIN_BLOCKS * BLOCK_SIZE > size) {
+    if (sse_store_min_size(max_channels, max_children) > size) {
         *why = apr_psprintf(p, "SSESharedMemorySize %" APR_SIZE_T_FMT
                             " is too small for SSEMaxChannels %u: at least %"
                             APR_UINT64_T_FMT " bytes are needed", size,
                             max_channels,
-                            off_blocks + (apr_uint64_t)MIN_BLOCKS * BLOCK_SIZE);
+                            sse_store_min_size(max_channels, max_children));
         return APR_EINVAL;
     }
 
@@ -267,6 +267,17 @@ apr_status_t sse_store_create(sse_store **pst, apr_pool_t *p,
     st->limits.history_size = 100;
     *pst = st;
     return APR_SUCCESS;
+}
+
+apr_uint64_t sse_store_min_size(apr_uint32_t max_channels,
+                                apr_uint32_t max_children)
+{
+    apr_uint64_t off = ALIGN64(sizeof(store_header));
+    off = ALIGN64(off + (apr_uint64_t)max_channels * sizeof(store_channel));
+    off = ALIGN64(off + (apr_uint64_t)max_children * sizeof(store_child));
+    off = ALIGN64(off + (apr_uint64_t)max_children * max_channels
+                        * sizeof(apr_uint32_t));
+    return off + (apr_uint64_t)MIN_BLOCKS * BLOCK_SIZE;
 }
 
 int sse_store_has_geometry(const sse_store *st, apr_size_t size,

@@ -102,6 +102,10 @@ apr_status_t sse_store_create(sse_store **pst, apr_pool_t *p,
                               const char *fallback_file,
                               apr_global_mutex_t *mutex, const char **why);
 
+/* Smallest segment that holds this geometry. */
+apr_uint64_t sse_store_min_size(apr_uint32_t max_channels,
+                                apr_uint32_t max_children);
+
 /* Non-zero when the store was created with this geometry. */
 int sse_store_has_geometry(const sse_store *st, apr_size_t size,
                            apr_uint32_t max_channels,
