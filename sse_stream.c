@@ -389,7 +389,8 @@ static int sse_stream_handler(request_rec *r)
         return DECLINED;
     }
     if (r->method_number != M_GET) {
-        r->allowed = AP_METHOD_BIT << M_GET;
+        /* the 405 page's Allow header is made from allowed_methods */
+        ap_allow_methods(r, REPLACE_ALLOW, "GET", "HEAD", NULL);
         return HTTP_METHOD_NOT_ALLOWED;
     }
     if ((status = ap_discard_request_body(r)) != OK) {

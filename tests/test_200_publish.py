@@ -1,0 +1,222 @@
+"""Publishing through the admin API and the exact event format subscribers see."""
+import json
+import re
+import time
+
+import pytest
+
+from sse_env import uniq
+
+SESSION_START_US = int(time.time() * 1e6)
+
+
+def only_event(stream, n=1):
+    ev = stream.wait_for(n)
+    assert len(ev) == n, 'expected %d event(s), got %r; body %r' % (n, ev, stream.body[-300:])
+    return ev[-1]
+
+
+# a plain body publish answers 201 JSON {channel, id, subscribers}
+def test_publish_reply_shape(sse):
+    ch = uniq('pub')
+    r = sse.publish(ch, 'hello')
+    assert r.status_code == 201, r.text
+    assert r.headers['Content-Type'].startswith('application/json')
+    j = r.json()
+    assert set(j) == {'channel', 'id', 'subscribers'}
+    assert j['channel'] == ch
+    assert isinstance(j['id'], str) and re.fullmatch(r'[0-9]+', j['id']), j
+    assert j['subscribers'] == 0
+
+
+# 'subscribers' in the reply equals the number of connected subscribers
+def test_publish_reports_subscriber_count(sse):
+    ch = uniq('cnt')
+    streams = []
+    for n in range(1, 4):
+        streams.append(sse.sub('/events/%s' % ch))
+        assert sse.pub(ch, 'n=%d' % n)['subscribers'] == n
+    for i, s in enumerate(streams):
+        assert [e.data for e in s.wait_for(3 - i)] == ['n=%d' % k for k in range(i + 1, 4)]
+
+
+# subscribers see exactly the id the publish reply announced, in an exact byte layout
+def test_event_id_and_golden_bytes(sse):
+    ch = uniq('gold')
+    s = sse.sub('/events/%s' % ch)
+    r = sse.pub(ch, 'plain')
+    ev = only_event(s)
+    assert (ev.id, ev.id_field, ev.event, ev.data) == (r['id'], r['id'], 'message', 'plain')
+    assert s.body.endswith(('id: %s\ndata: plain\n\n' % r['id']).encode()), s.body
+    r2 = sse.pub(ch, '42.1', event='price')
+    ev = only_event(s, 2)
+    assert (ev.id, ev.event, ev.data) == (r2['id'], 'price', '42.1')
+    assert s.body.endswith(('id: %s\nevent: price\ndata: 42.1\n\n' % r2['id']).encode()), s.body
+
+
+# ids are decimal and begin near the current time in microseconds
+def test_ids_are_time_based(sse):
+    r = sse.pub(uniq('time'), 'x')
+    now_us = int(time.time() * 1e6)
+    assert SESSION_START_US - 3600 * 10**6 <= int(r['id']) <= now_us + 60 * 10**6, r
+
+
+# event type via the query string and via the SSE-Event header
+@pytest.mark.parametrize('how', ['query', 'header'])
+def test_event_type(sse, how):
+    ch = uniq('evt')
+    s = sse.sub('/events/%s' % ch)
+    if how == 'query':
+        r = sse.pub(ch, 'typed', event='price.update')
+    else:
+        r = sse.pub(ch, 'typed', headers={'SSE-Event': 'price.update'})
+    ev = only_event(s)
+    assert (ev.id, ev.event, ev.data) == (r['id'], 'price.update', 'typed')
+
+
+# retry via the query string and via the SSE-Retry header appears as 'retry:' in the event
+@pytest.mark.parametrize('value', ['4500', '0', '03000'])
+@pytest.mark.parametrize('how', ['query', 'header'])
+def test_retry_field(sse, how, value):
+    ch = uniq('rty')
+    s = sse.sub('/events/%s' % ch)
+    if how == 'query':
+        r = sse.pub(ch, 'with retry', retry=value)
+    else:
+        r = sse.pub(ch, 'with retry', headers={'SSE-Retry': value})
+    ev = only_event(s)
+    assert (ev.id, ev.data, ev.retry) == (r['id'], 'with retry', int(value))
+    assert re.search(rb'\nretry: 0*%d\n' % int(value), s.body), s.body[-200:]
+
+
+MULTILINE = [
+    ('lf', 'a\nb\nc', 'a\nb\nc', b'data: a\ndata: b\ndata: c\n\n'),
+    ('cr', 'a\rb\rc', 'a\nb\nc', b'data: a\ndata: b\ndata: c\n\n'),
+    ('crlf', 'a\r\nb\r\nc', 'a\nb\nc', b'data: a\ndata: b\ndata: c\n\n'),
+    ('mixed', 'a\r\nb\rc\nd', 'a\nb\nc\nd', b'data: a\ndata: b\ndata: c\ndata: d\n\n'),
+    ('cr-cr', 'a\r\rb', 'a\n\nb', b'data: a\ndata: \ndata: b\n\n'),
+    ('trailing-lf', 'a\n', 'a\n', b'data: a\ndata: \n\n'),
+    ('leading-space', ' x', ' x', b'data:  x\n\n'),
+    ('colon', 'data: y', 'data: y', b'data: data: y\n\n'),
+]
+
+
+# multi-line data is split on LF, CR and CRLF into one data: line each
+@pytest.mark.parametrize('name,body,expect,raw', MULTILINE, ids=[m[0] for m in MULTILINE])
+def test_multiline_data(sse, name, body, expect, raw):
+    ch = uniq('ml')
+    s = sse.sub('/events/%s' % ch)
+    r = sse.pub(ch, body)
+    ev = only_event(s)
+    assert (ev.id, ev.data) == (r['id'], expect)
+    assert s.body.endswith(('id: %s\n' % r['id']).encode() + raw), s.body[-120:]
+
+
+# unicode data round-trips byte for byte
+def test_unicode_roundtrip(sse):
+    ch = uniq('uni')
+    text = 'h\u00e9llo w\u00f6rld \u2713 \U0001F600'
+    s = sse.sub('/events/%s' % ch)
+    r = sse.pub(ch, text.encode('utf-8'))
+    ev = only_event(s)
+    assert (ev.id, ev.data) == (r['id'], text)
+    assert ('data: ' + text + '\n\n').encode('utf-8') in s.body
+    r = sse.pub(ch, 'uni', event='\u00e9v\u00e9nement')
+    ev = only_event(s, 2)
+    assert (ev.id, ev.event) == (r['id'], '\u00e9v\u00e9nement')
+
+
+# an empty body publishes an event with empty data
+def test_empty_body_publishes_empty_data(sse):
+    ch = uniq('empty')
+    s = sse.sub('/events/%s' % ch)
+    r = sse.pub(ch, b'')
+    ev = only_event(s)
+    assert (ev.id, ev.data, ev.event) == (r['id'], '', 'message')
+
+
+# a JSON envelope with string data sends the string as is, with its event type
+def test_json_envelope_string(sse):
+    ch = uniq('js')
+    s = sse.sub('/events/%s' % ch)
+    r = sse.pub(ch, json_body={'event': 'price', 'data': 'line1\nline2 "quoted" \u00e9'})
+    assert set(r) == {'channel', 'id', 'subscribers'} and r['subscribers'] == 1
+    ev = only_event(s)
+    assert (ev.id, ev.event, ev.data) == (r['id'], 'price', 'line1\nline2 "quoted" \u00e9')
+
+
+# a JSON envelope with non-string data sends its JSON text
+@pytest.mark.parametrize('value', [{'eur': 1.08, 'n': [1, 2, {'x': None}]}, [1, 'two', True], 42, False])
+def test_json_envelope_non_string(sse, value):
+    ch = uniq('jo')
+    s = sse.sub('/events/%s' % ch)
+    r = sse.pub(ch, json_body={'data': value})
+    ev = only_event(s)
+    assert ev.id == r['id'] and ev.event == 'message'
+    assert '\n' not in ev.data
+    assert json.loads(ev.data) == value
+
+
+# a JSON envelope's retry (integer or digit string) becomes the event's retry field
+@pytest.mark.parametrize('retry', [5000, '7000', 0])
+def test_json_envelope_retry(sse, retry):
+    ch = uniq('jr')
+    s = sse.sub('/events/%s' % ch)
+    r = sse.pub(ch, json_body={'data': 'r', 'retry': retry, 'event': 'x'})
+    ev = only_event(s)
+    assert (ev.id, ev.data, ev.event, ev.retry) == (r['id'], 'r', 'x', int(retry))
+
+
+# a JSON array publishes in order with consecutive ids and answers 'ids'
+def test_json_array(sse):
+    ch = uniq('arr')
+    s = sse.sub('/events/%s' % ch)
+    r = sse.pub(ch, json_body=[{'data': 'one'}, {'data': 'two', 'event': 'x'}, {'data': {'three': 3}}])
+    assert set(r) == {'channel', 'ids', 'subscribers'}, r
+    assert r['channel'] == ch and r['subscribers'] == 1
+    ids = [int(i) for i in r['ids']]
+    assert all(isinstance(i, str) for i in r['ids'])
+    assert ids == list(range(ids[0], ids[0] + 3))
+    ev = s.wait_for(3)
+    assert [(e.id, e.event, e.data) for e in ev[:2]] == [(r['ids'][0], 'message', 'one'),
+                                                          (r['ids'][1], 'x', 'two')]
+    assert ev[2].id == r['ids'][2] and json.loads(ev[2].data) == {'three': 3}
+    info = sse.channel(ch)
+    assert info['published'] == 3 and info['last_id'] == r['ids'][2]
+
+
+# ids strictly increase across different channels
+def test_ids_increase_across_channels(sse):
+    chans = [uniq('inc') for _ in range(3)]
+    ids = [int(sse.pub(chans[i % 3], str(i))['id']) for i in range(15)]
+    assert all(b > a for a, b in zip(ids, ids[1:])), ids
+
+
+# exactly SSEMaxMessageSize bytes (64K) is accepted and delivered whole
+def test_max_size_message_accepted(sse):
+    ch = uniq('big')
+    s = sse.sub('/events/%s' % ch)
+    data = ('0123456789abcdef' * 4096).encode()
+    assert len(data) == 65536
+    r = sse.pub(ch, data)
+    ev = only_event(s)
+    assert ev.id == r['id'] and ev.data == data.decode()
+
+
+# data containing NUL (valid UTF-8) is delivered as is
+def test_data_with_nul(sse):
+    ch = uniq('nul')
+    s = sse.sub('/events/%s' % ch)
+    r = sse.pub(ch, b'a\x00b')
+    ev = only_event(s)
+    assert (ev.id, ev.data) == (r['id'], 'a\x00b')
+
+
+# a JSON body larger than SSEMaxMessageSize but within 8x is accepted
+def test_json_body_within_8x_accepted(sse):
+    ch = uniq('jbig')
+    s = sse.sub('/events/%s' % ch)
+    items = [{'data': chr(ord('a') + i) * 60000} for i in range(5)]
+    r = sse.pub(ch, json_body=items)
+    ev = s.wait_for(5)
+    assert [(e.id, e.data) for e in ev] == list(zip(r['ids'], [it['data'] for it in items]))

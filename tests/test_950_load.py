@@ -1,0 +1,47 @@
+"""Regression/load guard (not a timing test): 200 subscribers over several
+channels, every one gets every message of its channels, in order, once."""
+import time
+
+from sse_env import uniq, wait_until
+
+LOAD_MPM = ['StartServers 4', 'ServerLimit 4', 'ThreadsPerChild 64', 'MaxRequestWorkers 256',
+            'MinSpareThreads 1', 'MaxSpareThreads 256', 'ThreadStackSize 262144',
+            'ListenCoresBucketsRatio 1']
+
+
+# 200 subscribers (some on two channels), 50 messages per channel: everybody gets everything exactly once, in order
+def test_200_subscribers_50_messages(httpd_factory):
+    srv = httpd_factory.start('load', mpm_conf=LOAD_MPM, expect_children=4)
+    assert srv.status()['max_subscribers'] >= 200
+    chans = [uniq('load%d' % i) for i in range(4)]
+    subs = []      # (stream, set of channels)
+    for i in range(200):
+        if i % 5 == 4:
+            pair = (chans[i % 4], chans[(i + 1) % 4])
+            subs.append((srv.sub('/events?channel=%s,%s' % pair, timeout=20), set(pair)))
+        else:
+            subs.append((srv.sub('/events/%s' % chans[i % 4], timeout=20), {chans[i % 4]}))
+    assert wait_until(lambda: srv.status()['subscribers'] == 200, 20), srv.status()
+    expected_count = {c: sum(1 for _, cs in subs if c in cs) for c in chans}
+    published = []   # (channel, id, data) in publish order
+    for m in range(50):
+        for c in chans:
+            data = '%s #%02d' % (c, m)
+            r = srv.pub(c, data)
+            assert r['subscribers'] == expected_count[c], (c, r)
+            published.append((c, r['id'], data))
+    ids = [int(i) for _, i, _ in published]
+    assert all(b > a for a, b in zip(ids, ids[1:]))
+    deadline = time.monotonic() + 60
+    for k, (s, cs) in enumerate(subs):
+        want = [(i, d) for c, i, d in published if c in cs]
+        s.wait_for(len(want), max(1, deadline - time.monotonic()))
+        got = [(e.id, e.data) for e in s.events]
+        assert got == want, 'subscriber %d on %s: %d of %d events, first difference at %s' % (
+            k, sorted(cs), len(got), len(want),
+            next((j for j, (x, y) in enumerate(zip(got, want)) if x != y), min(len(got), len(want))))
+    st = srv.status()
+    assert st['delivered'] >= sum(len([1 for c, _, _ in published if c in cs]) for _, cs in subs)
+    for s, _ in subs:
+        s.close()
+    assert wait_until(lambda: srv.status()['subscribers'] == 0, 20), srv.status()
