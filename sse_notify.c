@@ -7,8 +7,12 @@
  * broadcast, so thousands of stream threads wait on process-local state and
  * only one thread per child talks to the kernel about the shared word.
  *
+ * Under prefork a child has one thread and is stopped from a signal
+ * handler that may interrupt its wait, so there is no dispatcher, mutex or
+ * condition: the stream thread waits on the shared word itself.
+ *
  * Every wait has a timeout, so a lost wakeup costs at most one interval.
- * Without futexes (not Linux) the dispatcher polls the word every 20 ms.
+ * Without futexes (not Linux) waiters poll the word every 20 ms.
  */
 #include "apr_thread_proc.h"
 #include "apr_thread_mutex.h"
@@ -32,22 +36,35 @@ static apr_uint32_t local_generation;
 static volatile apr_uint32_t stopping;
 static apr_thread_t *dispatcher;
 static apr_uint32_t *shared_word;
+/* prefork: no dispatcher, the one stream thread waits on shared_word */
+static int single_threaded;
 
-#if SSE_HAVE_FUTEX
-static void futex_wait(apr_uint32_t *word, apr_uint32_t expected, long ms)
+/* Waits while *word == expected, at most timeout. */
+static void word_wait(apr_uint32_t *word, apr_uint32_t expected,
+                      apr_interval_time_t timeout)
 {
+#if SSE_HAVE_FUTEX
     struct timespec ts;
-    ts.tv_sec = ms / 1000;
-    ts.tv_nsec = (ms % 1000) * 1000000L;
+    ts.tv_sec = (time_t)apr_time_sec(timeout);
+    ts.tv_nsec = (long)apr_time_usec(timeout) * 1000L;
     /* EAGAIN (changed already), EINTR and ETIMEDOUT all mean "look again" */
     syscall(SYS_futex, word, FUTEX_WAIT, expected, &ts, NULL, 0);
+#else
+    (void)word;
+    (void)expected;
+    apr_sleep(timeout < apr_time_from_msec(20) ? timeout
+                                               : apr_time_from_msec(20));
+#endif
 }
 
-static void futex_wake_all(apr_uint32_t *word)
+static void word_wake_all(apr_uint32_t *word)
 {
+#if SSE_HAVE_FUTEX
     syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-}
+#else
+    (void)word;
 #endif
+}
 
 static void wake_local(void)
 {
@@ -63,11 +80,7 @@ static void *APR_THREAD_FUNC dispatch(apr_thread_t *thread, void *arg)
     (void)arg;
     while (!stopping) {
         apr_uint32_t now;
-#if SSE_HAVE_FUTEX
-        futex_wait(shared_word, last, 1000);
-#else
-        apr_sleep(apr_time_from_msec(20));
-#endif
+        word_wait(shared_word, last, apr_time_from_sec(1));
         now = __atomic_load_n(shared_word, __ATOMIC_ACQUIRE);
         if (now != last) {
             last = now;
@@ -82,28 +95,37 @@ static apr_status_t join_dispatcher(void *unused)
 {
     apr_status_t rv;
     (void)unused;
+    sse_notify_stop();
     if (dispatcher) {
-        sse_notify_stop();
         apr_thread_join(&rv, dispatcher);
-        dispatcher = NULL;
     }
+    dispatcher = NULL;
     return APR_SUCCESS;
 }
 
-apr_status_t sse_notify_child_init(apr_pool_t *pchild, apr_uint32_t *word)
+apr_status_t sse_notify_child_init(apr_pool_t *pchild, apr_uint32_t *word,
+                                   int threaded_mpm)
 {
+    apr_pool_t *forever;
     apr_status_t rv;
     shared_word = word;
     stopping = 0;
     local_generation = 0;
-    if ((rv = apr_thread_mutex_create(&local_mutex, APR_THREAD_MUTEX_DEFAULT,
-                                      pchild))
-        || (rv = apr_thread_cond_create(&local_cond, pchild))
+    single_threaded = !threaded_mpm;
+    if (single_threaded) {
+        return APR_SUCCESS;
+    }
+    /* The mutex and condition live until the process exits, so no cleanup
+     * can destroy them under a waiter. */
+    if ((rv = apr_pool_create_unmanaged_ex(&forever, NULL, NULL))
+        || (rv = apr_thread_mutex_create(&local_mutex,
+                                         APR_THREAD_MUTEX_DEFAULT, forever))
+        || (rv = apr_thread_cond_create(&local_cond, forever))
         || (rv = ap_thread_create(&dispatcher, NULL, dispatch, NULL,
                                   pchild))) {
         return rv;
     }
-    /* runs before pchild's mutex and cond are destroyed */
+    /* runs before pchild's threads are cleaned up */
     apr_pool_pre_cleanup_register(pchild, NULL, join_dispatcher);
     return APR_SUCCESS;
 }
@@ -111,15 +133,13 @@ apr_status_t sse_notify_child_init(apr_pool_t *pchild, apr_uint32_t *word)
 void sse_notify_stop(void)
 {
     stopping = 1;
-    if (local_mutex) {
+    if (local_mutex && !single_threaded) {
         wake_local();
     }
-#if SSE_HAVE_FUTEX
     if (shared_word) {
-        /* gets our dispatcher out of FUTEX_WAIT; others just look again */
-        futex_wake_all(shared_word);
+        /* gets our waiter out of FUTEX_WAIT; other processes look again */
+        word_wake_all(shared_word);
     }
-#endif
 }
 
 int sse_notify_stopping(void)
@@ -129,12 +149,21 @@ int sse_notify_stopping(void)
 
 apr_uint32_t sse_notify_generation(void)
 {
+    if (single_threaded) {
+        return __atomic_load_n(shared_word, __ATOMIC_ACQUIRE);
+    }
     return __atomic_load_n(&local_generation, __ATOMIC_ACQUIRE);
 }
 
 void sse_notify_wait(apr_uint32_t *seen, apr_interval_time_t timeout)
 {
-    apr_time_t deadline = apr_time_now() + timeout;
+    apr_time_t deadline;
+    if (single_threaded) {
+        if (!stopping) word_wait(shared_word, *seen, timeout);
+        *seen = __atomic_load_n(shared_word, __ATOMIC_ACQUIRE);
+        return;
+    }
+    deadline = apr_time_now() + timeout;
     apr_thread_mutex_lock(local_mutex);
     while (local_generation == *seen && !stopping) {
         apr_interval_time_t left = deadline - apr_time_now();
@@ -148,7 +177,5 @@ void sse_notify_wait(apr_uint32_t *seen, apr_interval_time_t timeout)
 void sse_notify_all(apr_uint32_t *word)
 {
     __atomic_add_fetch(word, 1, __ATOMIC_RELEASE);
-#if SSE_HAVE_FUTEX
-    futex_wake_all(word);
-#endif
+    word_wake_all(word);
 }

@@ -8,8 +8,10 @@
 #include "apr_time.h"
 
 /* Starts this child's dispatcher thread, which waits on the store's wake
- * word and wakes local stream threads. */
-apr_status_t sse_notify_child_init(apr_pool_t *pchild, apr_uint32_t *word);
+ * word and wakes local stream threads. threaded_mpm is zero for prefork,
+ * which stops children from a signal handler. */
+apr_status_t sse_notify_child_init(apr_pool_t *pchild, apr_uint32_t *word,
+                                   int threaded_mpm);
 
 /* Tells every local stream to end (child_stopping). */
 void sse_notify_stop(void);

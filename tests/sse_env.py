@@ -662,6 +662,10 @@ DEFAULT_LOCATIONS = """
     SetHandler sse-stream
     SSERetry 2500
 </Location>
+<Location /quiet>
+    SetHandler sse-stream
+    SSEKeepAlive 0
+</Location>
 <Location /pinned>
     SetHandler sse-stream
     SSEChannel pinned-a
@@ -1031,6 +1035,12 @@ class ServerFactory:
         close_all_streams()
         for srv in self.servers:
             if srv.is_running():
+                # let the closed streams leave first: stopping with open streams
+                # has tests of its own
+                try:
+                    wait_until(lambda: srv.status()['subscribers'] == 0, 5, 0.1)
+                except (AssertionError, requests.RequestException):
+                    pass
                 if not srv.stop():
                     problems.append('%s did not exit within 10s of SIGTERM' % srv.name)
             crashes = srv.crash_lines()

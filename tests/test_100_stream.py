@@ -185,6 +185,16 @@ def test_strict_location_unknown_channel_404(sse):
     assert int(r['id']) > int(first['id'])
 
 
+# with SSEAutoCreate Off one unknown channel among several makes the subscribe 404
+def test_strict_location_one_unknown_among_several(sse):
+    known = uniq('known2')
+    sse.pub(known, 'x')
+    s = open_stream(sse, '/strict?channel=%s,%s' % (known, uniq('unknown2')))
+    s.read_all()
+    assert s.status == 404
+    assert sse.channel(known)['subscribers'] == 0
+
+
 # a location with SSEChannel subscribes to its pinned channels only
 def test_pinned_location_subscribes_to_pinned_channels(sse):
     s = sse.sub('/pinned')
@@ -273,3 +283,13 @@ def test_pipelined_request_does_not_end_stream(sse):
         assert b'data: still streaming\n\n' in buf and ('id: %s\n' % r['id']).encode() in buf, buf[-300:]
     finally:
         sock.close()
+
+
+# with SSEKeepAlive 0 an idle stream gets no keepalive comments but still gets events
+def test_keepalive_zero_sends_no_comments(sse):
+    ch = uniq('quiet')
+    s = sse.sub('/quiet/%s' % ch)
+    time.sleep(3)
+    assert 'keepalive' not in s.comments, s.body
+    r = sse.pub(ch, 'quiet event')
+    assert [(e.id, e.data) for e in s.wait_for(1)] == [(r['id'], 'quiet event')]

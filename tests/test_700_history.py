@@ -8,7 +8,16 @@ from sse_env import SseStream, uniq, wait_until
 
 @pytest.fixture(scope='module')
 def hist(module_factory):
-    return module_factory.start('history', global_extra=['SSEHistorySize 10', 'SSEHistoryMaxAge 2'])
+    return module_factory.start('history', global_extra=['SSEHistorySize 10', 'SSEHistoryMaxAge 2',
+                                                         'SSERetry 1234'])
+
+
+# SSERetry at server level starts every stream with retry:, a location's own value wins
+def test_server_level_retry(hist):
+    s = hist.sub('/events/%s' % uniq('r'))
+    assert s.wait_bytes(19).startswith(b'retry: 1234\n\n: ok\n\n'), s.body
+    s = hist.sub('/events-retry/%s' % uniq('r'))
+    assert s.wait_bytes(19).startswith(b'retry: 2500\n\n: ok\n\n'), s.body
 
 
 def publish_25(srv):

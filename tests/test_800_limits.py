@@ -193,6 +193,9 @@ def test_channel_table_full(small):
     s = small.sub('/events/%s' % names[0])
     r = small.pub(names[0], 'still fine')
     assert [e.id for e in s.wait_for(1)] == [r['id']]
+    # the C API reports APR_ENOSPC (28) for the full table
+    j = small.get('/test-publish', params={'channel': ninth, 'data': 'c api'}).json()
+    assert j['rv'] == 28, j
     assert small.delete(names[7]).status_code == 200
     r = small.pub(ninth, 'now accepted')
     assert small.channel(ninth)['last_id'] == r['id']

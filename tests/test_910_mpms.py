@@ -55,7 +55,9 @@ def test_stop_with_open_streams(httpd_factory, mpm):
     ok = srv.stop(timeout=20)
     for s in streams:
         assert s.wait_ended(5)
-    assert srv.crash_lines() == [], 'children did not exit on SIGTERM:\n' + '\n'.join(srv.crash_lines())
+    crashes = srv.crash_lines()
+    srv.log_ignore += ['AH00045', 'AH00046']     # reported here, not again at teardown
+    assert crashes == [], 'error_log after SIGTERM with open streams:\n' + '\n'.join(crashes)
     assert ok
 
 

@@ -88,6 +88,10 @@ def test_graceful_restart_with_other_changes_keeps_store(httpd_factory):
     # the new message size limit applies
     assert srv.publish(ch, b'x' * 1025).status_code == 413
     assert srv.publish(ch, b'x' * 1024).status_code == 201
+    # and the C API refuses data over it with APR_EINVAL (22)
+    j = srv.get('/test-publish', params={'channel': ch, 'data': 'y' * 1025}).json()
+    assert j['rv'] == 22, j
+    assert srv.get('/test-publish', params={'channel': ch, 'data': 'y' * 1024}).json()['rv'] == 0
 
 
 # the store lock works with the Mutex directive's other mechanisms, across children
