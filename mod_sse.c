@@ -84,6 +84,20 @@ static apr_uint32_t default_max_subscribers(void)
     return workers > reserve ? (apr_uint32_t)(workers - reserve) : 1;
 }
 
+/* Streams one child may hold: a child whose threads all hold streams
+ * cannot serve the keep-alive connections it already owns, so 10% of its
+ * threads (at least 1) stay free. 0 (no limit) under prefork. */
+static apr_uint32_t default_max_per_child(void)
+{
+    int threads = mpm_value(AP_MPMQ_MAX_THREADS, 1);
+    int reserve = threads / 10 > 1 ? threads / 10 : 1;
+    if (mpm_value(AP_MPMQ_IS_THREADED, 0) == AP_MPMQ_NOT_SUPPORTED
+        || threads <= 1) {
+        return 0;
+    }
+    return (apr_uint32_t)(threads - reserve);
+}
+
 static apr_status_t create_store(sse_retained *kept, server_rec *s,
                                  const sse_server_conf *conf,
                                  apr_uint32_t max_children)
@@ -184,13 +198,15 @@ static int sse_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                              ? (apr_uint32_t)conf->max_subscribers
                              : default_max_subscribers();
     limits.max_per_channel = (apr_uint32_t)conf->max_per_channel;
+    limits.max_per_child = default_max_per_child();
     sse_store_set_limits(kept->store, &limits);
     current_store = kept->store;
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, SSE_LOGNO(00004)
                  "mod_sse %s: store of %" APR_SIZE_T_FMT " bytes, %u "
-                 "channels, history %u, max %u subscribers",
+                 "channels, history %u, max %u subscribers (%u per child)",
                  MOD_SSE_VERSION, conf->shm_size, conf->max_channels,
-                 limits.history_size, limits.max_subscribers);
+                 limits.history_size, limits.max_subscribers,
+                 limits.max_per_child);
     return OK;
 }
 

@@ -631,7 +631,9 @@ sse_result sse_store_subscribe(sse_store *st, int row,
 
     if (row < 0) return SSE_NO_ROW;
     lock(st);
-    if (lim->max_subscribers && total_subscribers(st) >= lim->max_subscribers) {
+    if ((lim->max_subscribers && total_subscribers(st) >= lim->max_subscribers)
+        || (lim->max_per_child
+            && st->children[row].subscribers >= lim->max_per_child)) {
         res = SSE_BUSY;
         *which = NULL;
         goto done;

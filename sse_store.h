@@ -22,6 +22,8 @@ typedef struct {
     apr_interval_time_t history_max_age; /* 0 = no age limit */
     apr_uint32_t max_subscribers;       /* whole store, 0 = no limit */
     apr_uint32_t max_per_channel;       /* 0 = no limit */
+    apr_uint32_t max_per_child;         /* streams one process may hold,
+                                           0 = no limit */
 } sse_store_limits;
 
 typedef enum {

@@ -220,3 +220,81 @@ def test_json_body_within_8x_accepted(sse):
     r = sse.pub(ch, json_body=items)
     ev = s.wait_for(5)
     assert [(e.id, e.data) for e in ev] == list(zip(r['ids'], [it['data'] for it in items]))
+
+
+# JSON string escapes (\\n, \\u00e9, surrogate pairs, \\/) decode to the right data
+def test_json_escapes(sse):
+    ch = uniq('esc')
+    s = sse.sub('/events/%s' % ch)
+    body = b'{"data":"a\\nb \\u00e9 \\ud83d\\ude00 \\/ \\"q\\" \\\\ \\t"}'
+    r = sse.pub(ch, body, headers={'Content-Type': 'application/json'})
+    ev = only_event(s)
+    assert (ev.id, ev.data) == (r['id'], 'a\nb \u00e9 \U0001F600 / "q" \\ \t')
+
+
+# a Content-Type with parameters is still JSON; other types are published as text
+def test_content_type_handling(sse):
+    ch = uniq('ctype')
+    s = sse.sub('/events/%s' % ch)
+    r1 = sse.pub(ch, b'{"data":"enveloped"}', headers={'Content-Type': 'application/json; charset=utf-8'})
+    r2 = sse.pub(ch, b'{"data":"raw"}', headers={'Content-Type': 'text/plain'})
+    r3 = sse.pub(ch, b'{"data":"form"}', headers={'Content-Type': 'application/x-www-form-urlencoded'})
+    ev = s.wait_for(3)
+    assert [(e.id, e.data) for e in ev] == [(r1['id'], 'enveloped'), (r2['id'], '{"data":"raw"}'),
+                                            (r3['id'], '{"data":"form"}')]
+
+
+# a chunked request body and an Expect: 100-continue body are read like any other
+def test_chunked_and_expect_bodies(sse):
+    ch = uniq('chunked')
+    s = sse.sub('/events/%s' % ch)
+
+    def gen():
+        yield b'first part, '
+        yield b'second part'
+    r = sse.request('POST', sse.channel_path(ch), data=gen())
+    assert r.status_code == 201, r.text
+    big = 'e' * 5000
+    r2 = sse.request('POST', sse.channel_path(ch), data=big.encode(),
+                     headers={'Expect': '100-continue'})
+    assert r2.status_code == 201, r2.text
+    ev = s.wait_for(2)
+    assert [(e.id, e.data) for e in ev] == [(r.json()['id'], 'first part, second part'),
+                                            (r2.json()['id'], big)]
+
+
+# a chunked body over SSEMaxMessageSize is refused with 413 as well
+def test_chunked_body_too_large(sse):
+    ch = uniq('chunkbig')
+    sse.pub(ch, 'seed')
+    before = sse.channel(ch)
+
+    def gen():
+        for _ in range(17):
+            yield b'x' * 4096
+    r = sse.request('POST', sse.channel_path(ch), data=gen(), headers={'Connection': 'close'})
+    assert r.status_code == 413 and r.json()['status'] == 413
+    assert sse.channel(ch) == before
+
+
+# an empty event= is the default type
+def test_empty_event_parameter(sse):
+    ch = uniq('emptyev')
+    s = sse.sub('/events/%s' % ch)
+    r = sse.pub(ch, 'x', event='')
+    ev = only_event(s)
+    assert (ev.id, ev.event, ev.data) == (r['id'], 'message', 'x')
+
+
+# deeply nested JSON data is either published as its text or refused with 400, never a crash
+@pytest.mark.parametrize('depth', [100, 100000])
+def test_deeply_nested_json(sse, depth):
+    ch = uniq('deep')
+    s = sse.sub('/events/%s' % ch)
+    body = b'{"data":' + b'[' * depth + b']' * depth + b'}'
+    r = sse.publish(ch, body, headers={'Content-Type': 'application/json'}, fresh=True)
+    assert r.status_code in (201, 400, 413), r.status_code
+    if r.status_code == 201:
+        ev = only_event(s)
+        assert ev.data == '[' * depth + ']' * depth
+    assert sse.status()['channels'] > 0

@@ -4,8 +4,10 @@ import time
 
 from sse_env import uniq, wait_until
 
-LOAD_MPM = ['StartServers 4', 'ServerLimit 4', 'ThreadsPerChild 64', 'MaxRequestWorkers 256',
-            'MinSpareThreads 1', 'MaxSpareThreads 256', 'ThreadStackSize 262144',
+# room to spare: a child keeps 10% of its threads free of streams, and
+# connections do not spread evenly over children
+LOAD_MPM = ['StartServers 4', 'ServerLimit 4', 'ThreadsPerChild 100', 'MaxRequestWorkers 400',
+            'MinSpareThreads 1', 'MaxSpareThreads 400', 'ThreadStackSize 262144',
             'ListenCoresBucketsRatio 1']
 
 

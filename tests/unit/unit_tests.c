@@ -143,7 +143,7 @@ static sse_store *make_store(apr_size_t size, apr_uint32_t channels,
 {
     apr_global_mutex_t *mutex;
     sse_store *st;
-    sse_store_limits lim = { history, 0, 0, 0 };
+    sse_store_limits lim = { history, 0, 0, 0, 0 };
     const char *why = NULL;
     CHECK(apr_global_mutex_create(&mutex, NULL, APR_LOCK_DEFAULT, pool)
           == APR_SUCCESS);
