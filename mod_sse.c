@@ -189,7 +189,13 @@ static int sse_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         || !sse_store_has_geometry(kept->store, conf->shm_size,
                                    conf->max_channels, max_children)) {
         if (create_store(kept, s, conf, max_children) != APR_SUCCESS) {
-            return HTTP_INTERNAL_SERVER_ERROR;
+            if (!kept->store) {
+                return HTTP_INTERNAL_SERVER_ERROR;
+            }
+            /* a restart must not take a running server down */
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, SSE_LOGNO(00010)
+                         "keeping the previous store; the new store size "
+                         "or channel count applies after a full restart");
         }
     }
     limits.history_size = conf->history_size;

@@ -768,7 +768,7 @@ class HttpdServer:
         self.conf_path.write_text(text)
 
     # -- lifecycle --------------------------------------------------------------
-    def start(self, timeout=20, expect_children=None):
+    def start(self, timeout=20, expect_children=None, ready_status=200):
         ensure_built()
         out = open(self.dir / 'logs' / 'stdout.log', 'ab')
         self.proc = subprocess.Popen([APACHE2, '-f', str(self.conf_path), '-DFOREGROUND'],
@@ -787,7 +787,7 @@ class HttpdServer:
             try:
                 r = requests.get(self.url('/sse-admin/status'), timeout=2)
                 last = r.status_code
-                if r.status_code == 200:
+                if r.status_code in (200, ready_status):
                     break
             except requests.RequestException as e:
                 last = repr(e)

@@ -156,6 +156,23 @@ def test_multiple_channels(sse, form):
     assert ra['subscribers'] == 1 and rb['subscribers'] == 1
 
 
+# naming the same channel twice subscribes once (or is refused), never delivers twice
+@pytest.mark.parametrize('form', ['comma', 'path+query', 'repeat'])
+def test_duplicate_channel_delivered_once(sse, form):
+    ch = uniq('dup')
+    path = {'comma': '/events?channel=%s,%s' % (ch, ch),
+            'path+query': '/events/%s?channel=%s' % (ch, ch),
+            'repeat': '/events?channel=%s&channel=%s' % (ch, ch)}[form]
+    s = open_stream(sse, path)
+    if s.status == 400:
+        return
+    assert s.status == 200 and s.wait_open()
+    r = sse.pub(ch, 'once')
+    assert r['subscribers'] == 1
+    s.wait_until(lambda st: len(st.parser.events) >= 2 or 'keepalive' in st.parser.comments, 3)
+    assert [e.id for e in s.events] == [r['id']]
+
+
 # a channel that another stream does not subscribe to is not delivered to it
 def test_channels_are_isolated(sse):
     a, b = uniq('isoa'), uniq('isob')
@@ -293,3 +310,13 @@ def test_keepalive_zero_sends_no_comments(sse):
     assert 'keepalive' not in s.comments, s.body
     r = sse.pub(ch, 'quiet event')
     assert [(e.id, e.data) for e in s.wait_for(1)] == [(r['id'], 'quiet event')]
+
+
+# percent-encoded allowed characters in a stream path or admin path decode to the same channel
+def test_percent_encoded_channel_names(sse):
+    base = uniq('enc')
+    s = sse.sub('/events/%s%%2Ex%%7E' % base)
+    r = sse.publish(None, b'encoded', raw_path='/sse-admin/channels/%s.x%%7e' % base)
+    assert r.status_code == 201, r.text
+    assert r.json()['channel'] == base + '.x~'
+    assert [e.data for e in s.wait_for(1)] == ['encoded']

@@ -162,6 +162,25 @@ def test_unknown_last_event_id(sse, bad):
     assert [(e.id, e.data, e.event) for e in ev[1:]] == [(r['id'], 'live after reset', 'message')]
 
 
+# an id issued before a channel existed replays the channel's whole history, exactly
+def test_resume_from_before_channel_existed(sse):
+    before = sse.pub(uniq('older'), 'x')['id']
+    ch = uniq('younger')
+    ids = [sse.pub(ch, 'y%d' % i)['id'] for i in range(3)]
+    s = sse.sub('/events/%s' % ch, last_event_id=before)
+    assert s.headers.get('SSE-Resume') == 'exact'
+    assert [e.id for e in s.wait_for(3)] == ids
+
+
+# an unknown id given as ?lastEventId= is reported the same way
+def test_unknown_last_event_id_query(sse):
+    ch = uniq('unkq')
+    s = sse.sub('/events/%s?lastEventId=abc' % ch)
+    assert s.headers.get('SSE-Resume') == 'reset'
+    ev = s.wait_for(1)
+    assert ev[0].event == 'sse-reset' and ev[0].json() == {'reason': 'unknown', 'last_event_id': 'abc'}
+
+
 # an id from the future (above every issued id) is unknown; the retained messages follow the sse-reset
 def test_future_last_event_id_is_unknown(sse):
     ch = uniq('future')
@@ -185,3 +204,22 @@ def test_resume_on_new_channel_is_exact(sse):
     assert s.headers.get('SSE-Resume') == 'exact'
     r = sse.pub(ch, 'first ever')
     assert [(e.id, e.data) for e in s.wait_for(1)] == [(r['id'], 'first ever')]
+
+
+# a 64-channel stream replays 64 x 50 retained messages merged in id order
+def test_large_multi_channel_replay(sse):
+    base = uniq('wide')
+    chans = ['%s-%02d' % (base, i) for i in range(64)]
+    expected = []
+    for rnd in range(2):
+        for c in chans:
+            items = [{'data': '%s/%d/%d' % (c, rnd, j)} for j in range(25)]
+            r = sse.pub(c, json_body=items)
+            expected += list(zip(r['ids'], [it['data'] for it in items]))
+    expected.sort(key=lambda t: int(t[0]))
+    s = sse.sub('/events?channel=%s&lastEventId=0' % ','.join(chans))
+    assert s.headers.get('SSE-Resume') == 'exact'
+    ev = s.wait_for(len(expected), 30)
+    assert [(e.id, e.data) for e in ev] == expected
+    r = sse.pub(chans[17], 'live after replay')
+    assert s.wait_for(len(expected) + 1)[-1].id == r['id']

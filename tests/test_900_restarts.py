@@ -69,6 +69,7 @@ def test_graceful_restart_resume(httpd_factory):
         pub.stop()
     published = pub.published
     ok = wait_until(lambda: all(len(s.events) >= len(published) for s in subs), 10)
+    assert wait_until(lambda: srv.status()['subscribers'] == 4, 10), srv.status()
     for s in subs:
         s.stop()
     assert not pub.failures, pub.failures[:5]
@@ -86,6 +87,8 @@ def test_graceful_restart_resume(httpd_factory):
     info = srv.channel(ch)
     assert info['published'] == len(published) + 1
     assert info['last_id'] == published[-1][0]
+    # only the 4 live streams are counted once the old generation is gone
+    assert wait_until(lambda: srv.status()['subscribers'] == 0, 10), srv.status()
     new_children = {c['pid'] for c in srv.status()['children']}
     assert new_children and not (new_children & old_children), (old_children, new_children)
     assert srv.crash_lines() == []

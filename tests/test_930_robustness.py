@@ -1,6 +1,7 @@
 """Robustness: a child killed with open streams, a restart that changes the
 store geometry, and the sse-store mutex under the standard Mutex directive."""
 import os
+import re
 import signal
 
 import pytest
@@ -58,12 +59,15 @@ def test_geometry_change_recreates_store(httpd_factory):
     assert srv.status()['shm']['size'] == 1024 * 1024
     srv.global_extra = ['SSESharedMemorySize 2M']
     srv.write_config()
+    pos = srv.log_size()
     gens = srv.count_log(GENERATION_LINE)
     assert srv.apachectl('graceful').returncode == 0
     assert wait_until(lambda: srv.count_log(GENERATION_LINE) > gens, 15)
     assert wait_until(lambda: srv.get('/sse-admin/status').status_code == 200
                       and srv.status()['shm']['size'] == 2 * 1024 * 1024, 10), srv.status()
     assert srv.channel(ch) is None, 'history should be dropped when the geometry changes'
+    # ... and that is logged (above info level)
+    assert re.search(r'\[sse:(notice|warn)\].*SSE\d{5}.*store', srv.read_log(pos)), srv.read_log(pos)[-1500:]
     s = srv.sub('/events/%s' % ch, last_event_id=ids[-1])
     assert s.headers.get('SSE-Resume') == 'reset'
     ev = s.wait_for(1)
@@ -108,3 +112,67 @@ def test_mutex_mechanisms(httpd_factory, mech):
     for s in streams:
         assert [e.id for e in s.wait_for(20)] == ids
     assert srv.channel(ch)['subscribers'] == 6
+
+
+# a store that cannot be created (64G of shared memory) stops httpd from
+# starting, and the error log says why
+def test_store_impossible_refuses_to_start(httpd_factory):
+    srv = httpd_factory.create('nostore', global_extra=['SSESharedMemorySize 64G'])
+    srv.log_ignore += [r'AH00020', r'sse:crit']
+    try:
+        srv.start(timeout=10)
+    except RuntimeError as e:
+        assert 'SSE00002' in str(e) and 'cannot create the event store' in str(e), str(e)[-600:]
+        return
+    if srv.get('/sse-admin/status').status_code == 200:
+        pytest.skip('this machine could allocate 64G of shared memory')
+    pytest.fail('httpd started without a store')
+
+
+# a graceful restart whose new store cannot be created does not take the whole server down
+def test_graceful_restart_to_impossible_store_keeps_server(httpd_factory):
+    import requests
+    srv = httpd_factory.start('badgeo', global_extra=['SSESharedMemorySize 1M'])
+    srv.log_ignore += [r'AH00020', r'sse:crit']
+    ch = uniq('bg')
+    srv.pub(ch, 'before')
+    srv.global_extra = ['SSESharedMemorySize 64G']
+    srv.write_config()
+    gens = srv.count_log(GENERATION_LINE)
+    srv.apachectl('graceful')
+    wait_until(lambda: srv.count_log(GENERATION_LINE) > gens or not srv.is_running(), 15)
+    assert srv.is_running(), 'the server exited on a graceful restart:\n' + srv.read_log()[-600:]
+    assert wait_until(lambda: srv.count_log(GENERATION_LINE) > gens, 15)
+    # the previous store is kept, history included
+    st = requests.get(srv.url('/sse-admin/status'), timeout=10)
+    assert st.status_code == 200, st.text
+    assert srv.channel(ch)['messages'] == 1
+    assert 'SSE00010' in srv.read_log()
+
+
+CACHE_CONF = ['LoadModule cache_module /usr/lib/apache2/modules/mod_cache.so',
+              'LoadModule cache_socache_module /usr/lib/apache2/modules/mod_cache_socache.so',
+              'LoadModule socache_shmcb_module /usr/lib/apache2/modules/mod_socache_shmcb.so',
+              'CacheSocache shmcb', 'CacheQuickHandler on', 'CacheIgnoreCacheControl On',
+              'CacheStoreNoStore On', 'CacheIgnoreNoLastMod On', 'CacheDefaultExpire 300',
+              'CacheSocacheMaxSize 1000000', 'SSEMaxSubscribersPerChannel 1']
+CACHE_LOCATION = '<Location /cached>\n    SetHandler sse-stream\n    SSEKeepAlive 1\n    CacheEnable socache\n</Location>\n'
+
+
+# mod_cache (even told to store no-store answers) neither caches streams nor the finite "busy" answer
+def test_mod_cache_is_kept_out(httpd_factory):
+    from sse_env import DEFAULT_LOCATIONS
+    srv = httpd_factory.start('cache', global_extra=CACHE_CONF, locations=DEFAULT_LOCATIONS + CACHE_LOCATION)
+    ch = uniq('cache')
+    a = srv.sub('/cached/%s' % ch)
+    r = srv.pub(ch, 'first')
+    assert [e.id for e in a.wait_for(1)] == [r['id']]
+    busy = srv.subscribe('/cached/%s' % ch)
+    assert busy.status == 200 and busy.wait_ended(10) and 'busy, retry later' in busy.comments
+    a.close()
+    assert srv.wait_channel_subscribers(ch, 0, 10)
+    b = srv.sub('/cached/%s' % ch)
+    assert 'busy, retry later' not in b.comments and b.events == []
+    assert 'Age' not in b.headers and 'X-Cache' not in b.headers
+    r2 = srv.pub(ch, 'second')
+    assert [(e.id, e.data) for e in b.wait_for(1)] == [(r2['id'], 'second')]

@@ -22,3 +22,10 @@ def test_no_sse_errors_logged(sse):
 def test_debug_log_shows_activity(sse):
     debug = [line for line in sse.read_log().splitlines() if '[sse:debug]' in line]
     assert len(debug) > 100
+
+
+# (suite guard) the suite stays well within the main server's 1024-channel table
+def test_suite_channel_budget(sse):
+    st = sse.status()
+    print('main server: %d channels, %d messages, shm used %d' % (st['channels'], st['messages'], st['shm']['used']))
+    assert st['channels'] < 900, 'tests create too many channels on the main server'
