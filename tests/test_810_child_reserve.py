@@ -11,7 +11,9 @@ ONE_CHILD = ['StartServers 1', 'ServerLimit 1', 'ThreadsPerChild 10', 'MaxReques
 # with ThreadsPerChild 10, the child takes 9 streams; the 10th is told to come
 # back later, and a keep-alive connection opened before is still served
 def test_child_keeps_a_thread_free(httpd_factory):
-    srv = httpd_factory.start('reserve', mpm_conf=ONE_CHILD, global_extra=['SSEMaxSubscribers 50'],
+    srv = httpd_factory.start('reserve', mpm_conf=ONE_CHILD, global_extra=['SSEMaxSubscribers 50',
+                              # the test holds a keep-alive connection across 5+ s
+                              'KeepAliveTimeout 60'],
                               expect_children=1)
     keepalive = requests.Session()
     assert keepalive.get(srv.url('/sse-admin/status'), timeout=10).status_code == 200
