@@ -47,11 +47,6 @@ sse_store *sse_current_store(void)
     return current_store;
 }
 
-int sse_child_is_stopping(void)
-{
-    return sse_notify_stopping();
-}
-
 int sse_child_row(void)
 {
     return child_row;

@@ -23,9 +23,6 @@ struct sse_store;
  * Set in post_config (parent) and inherited by children. */
 struct sse_store *sse_current_store(void);
 
-/* Non-zero once this child was told to stop (child_stopping). */
-int sse_child_is_stopping(void);
-
 /* The row of this child in the store's per-child table, or -1. */
 int sse_child_row(void);
 

@@ -304,11 +304,6 @@ apr_global_mutex_t **sse_store_mutex(sse_store *st)
     return &st->mutex;
 }
 
-apr_shm_t *sse_store_shm(sse_store *st)
-{
-    return st->shm;
-}
-
 apr_uint32_t *sse_store_wake_word(sse_store *st)
 {
     return &st->hdr->wake_seq;

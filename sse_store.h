@@ -116,7 +116,6 @@ int sse_store_has_geometry(const sse_store *st, apr_size_t size,
 void sse_store_set_limits(sse_store *st, const sse_store_limits *limits);
 const sse_store_limits *sse_store_get_limits(const sse_store *st);
 apr_global_mutex_t **sse_store_mutex(sse_store *st);
-apr_shm_t *sse_store_shm(sse_store *st);
 
 /* The 32-bit word bumped after every change subscribers must see; waiters
  * use it as a futex. */

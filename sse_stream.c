@@ -41,6 +41,8 @@ typedef struct {
     sse_subscription sub;
     int check_input;           /* HTTP/1.x: poll the socket for EOF */
     apr_time_t last_write;
+    apr_interval_time_t max_wait; /* longest wait between looks at the
+                                     client and the MPM state */
     apr_uint64_t delivered;
 } stream_ctx;
 
@@ -306,13 +308,7 @@ static apr_status_t send_news(stream_ctx *sc, sse_resume *reset,
 
 static apr_interval_time_t wait_time(stream_ctx *sc, int keepalive_sec)
 {
-    apr_interval_time_t limit = apr_time_from_sec(SSE_MAX_IDLE_WAIT_SEC);
-    int threaded = 0;
-    ap_mpm_query(AP_MPMQ_IS_THREADED, &threaded);
-    if (threaded == AP_MPMQ_NOT_SUPPORTED) {
-        /* prefork: the child's stop shows only in the MPM state */
-        limit = apr_time_from_sec(1);
-    }
+    apr_interval_time_t limit = sc->max_wait;
     if (keepalive_sec) {
         apr_interval_time_t left = sc->last_write
                                    + apr_time_from_sec(keepalive_sec)
@@ -446,6 +442,14 @@ static int sse_stream_handler(request_rec *r)
     apr_pool_create(&sc.scratch, r->pool);
     apr_pool_tag(sc.scratch, "sse-stream-scratch");
     sc.check_input = r->proto_num < 2000 && !sc.c->master;
+    {
+        int threaded = 0;
+        ap_mpm_query(AP_MPMQ_IS_THREADED, &threaded);
+        /* prefork: the child's stop shows only in the MPM state */
+        sc.max_wait = threaded == AP_MPMQ_NOT_SUPPORTED
+                      ? apr_time_from_sec(1)
+                      : apr_time_from_sec(SSE_MAX_IDLE_WAIT_SEC);
+    }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, SSE_LOGNO(00105)
                   "stream opens: %d channel(s), first '%s', last event id %s",
                   names->nelts, APR_ARRAY_IDX(names, 0, const char *),
