@@ -2,7 +2,7 @@
 APXS    ?= apxs
 PYTHON  ?= /usr/bin/python3
 SRCS     = mod_sse.c sse_config.c sse_event.c sse_json.c sse_query.c \
-           sse_store.c sse_notify.c sse_publish.c sse_stream.c sse_admin.c
+           sse_store.c sse_notify.c sse_fanout.c sse_publish.c sse_stream.c sse_admin.c
 HEADERS  = $(wildcard *.h)
 WARN     = -Wc,-Wall -Wc,-Wextra -Wc,-std=gnu99
 # units without httpd headers, linked into the C unit tests

@@ -24,6 +24,7 @@
 #include "sse_config.h"
 #include "sse_store.h"
 #include "sse_notify.h"
+#include "sse_fanout.h"
 #include "sse_publish.h"
 #include "sse_stream.h"
 #include "sse_admin.h"
@@ -225,6 +226,7 @@ static void sse_child_init(apr_pool_t *pchild, server_rec *s)
 {
     apr_global_mutex_t **mutex;
     apr_status_t rv;
+    int threaded;
 
     if (!current_store) return;
     mutex = sse_store_mutex(current_store);
@@ -245,12 +247,21 @@ static void sse_child_init(apr_pool_t *pchild, server_rec *s)
     }
     apr_pool_cleanup_register(pchild, NULL, detach_child,
                               apr_pool_cleanup_null);
+    threaded = mpm_value(AP_MPMQ_IS_THREADED, 0) != AP_MPMQ_NOT_SUPPORTED;
     rv = sse_notify_child_init(pchild, sse_store_wake_word(current_store),
-                               mpm_value(AP_MPMQ_IS_THREADED, 0)
-                               != AP_MPMQ_NOT_SUPPORTED);
+                               threaded, sse_fanout_round);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, SSE_LOGNO(00007)
                      "cannot start the dispatcher thread");
+        return;
+    }
+    /* the writer runs in the dispatcher thread, so only with one */
+    if (threaded && (rv = sse_fanout_child_init(current_store,
+                                                      child_row))
+                    != APR_SUCCESS && rv != APR_ENOTIMPL) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, SSE_LOGNO(00011)
+                     "cannot start the shared writer; every stream writes "
+                     "from its own thread");
     }
 }
 

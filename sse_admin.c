@@ -312,18 +312,19 @@ static int server_status(request_rec *r, sse_store *st)
         const sse_child_info *ci = &APR_ARRAY_IDX(s.children, i,
                                                   sse_child_info);
         APR_ARRAY_PUSH(kids, const char *) = apr_psprintf(r->pool,
-                "{\"pid\":%d,\"subscribers\":%u}", (int)ci->pid,
-                ci->subscribers);
+                "{\"pid\":%d,\"subscribers\":%u,\"writer_streams\":%u}",
+                (int)ci->pid, ci->subscribers, ci->parked);
     }
     return reply(r, HTTP_OK, apr_psprintf(r->pool,
         "{\"version\":\"%s\",\"channels\":%u,\"max_channels\":%u,"
-        "\"subscribers\":%u,\"max_subscribers\":%u,\"children\":[%s],"
+        "\"subscribers\":%u,\"writer_streams\":%u,\"max_subscribers\":%u,"
+        "\"children\":[%s],"
         "\"shm\":{\"size\":%" APR_UINT64_T_FMT ",\"used\":%" APR_UINT64_T_FMT
         ",\"free\":%" APR_UINT64_T_FMT "},\"messages\":%" APR_UINT64_T_FMT
         ",\"published\":%" APR_UINT64_T_FMT ",\"delivered\":%"
         APR_UINT64_T_FMT ",\"rejected\":%" APR_UINT64_T_FMT
         ",\"first_id\":%s,\"last_id\":%s,\"repairs\":%u}",
-        MOD_SSE_VERSION, s.channels, s.max_channels, s.subscribers,
+        MOD_SSE_VERSION, s.channels, s.max_channels, s.subscribers, s.parked,
         sse_store_get_limits(st)->max_subscribers,
         apr_array_pstrcat(r->pool, kids, ','), s.shm_size, s.shm_used,
         s.shm_free, s.messages, s.published, s.delivered, s.rejected,

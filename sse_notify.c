@@ -35,6 +35,7 @@ static apr_thread_cond_t *local_cond;
 static apr_uint32_t local_generation;
 static volatile apr_uint32_t stopping;
 static apr_thread_t *dispatcher;
+static sse_notify_round_fn *dispatch_round;
 static apr_uint32_t *shared_word;
 /* prefork: no dispatcher, the one stream thread waits on shared_word */
 static int single_threaded;
@@ -80,13 +81,17 @@ static void *APR_THREAD_FUNC dispatch(apr_thread_t *thread, void *arg)
     (void)arg;
     while (!stopping) {
         apr_uint32_t now;
+        int changed;
         word_wait(shared_word, last, apr_time_from_sec(1));
         now = __atomic_load_n(shared_word, __ATOMIC_ACQUIRE);
-        if (now != last) {
+        changed = now != last;
+        if (changed) {
             last = now;
             wake_local();
         }
+        if (dispatch_round && !stopping) dispatch_round(changed, 0);
     }
+    if (dispatch_round) dispatch_round(0, 1);
     apr_thread_exit(thread, APR_SUCCESS);
     return NULL;
 }
@@ -104,7 +109,8 @@ static apr_status_t join_dispatcher(void *unused)
 }
 
 apr_status_t sse_notify_child_init(apr_pool_t *pchild, apr_uint32_t *word,
-                                   int threaded_mpm)
+                                   int threaded_mpm,
+                                   sse_notify_round_fn *round)
 {
     apr_pool_t *forever;
     apr_status_t rv;
@@ -112,6 +118,7 @@ apr_status_t sse_notify_child_init(apr_pool_t *pchild, apr_uint32_t *word,
     stopping = 0;
     local_generation = 0;
     single_threaded = !threaded_mpm;
+    dispatch_round = single_threaded ? NULL : round;
     if (single_threaded) {
         return APR_SUCCESS;
     }
@@ -172,6 +179,12 @@ void sse_notify_wait(apr_uint32_t *seen, apr_interval_time_t timeout)
     }
     *seen = local_generation;
     apr_thread_mutex_unlock(local_mutex);
+}
+
+void sse_notify_poke(void)
+{
+    /* every child's dispatcher wakes; the others find nothing to do */
+    if (shared_word) word_wake_all(shared_word);
 }
 
 void sse_notify_all(apr_uint32_t *word)

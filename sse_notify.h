@@ -7,11 +7,20 @@
 #include "apr_pools.h"
 #include "apr_time.h"
 
+/* Run by the dispatcher after every wait: changed says the store moved,
+ * stopping that this is the last call. */
+typedef void sse_notify_round_fn(int changed, int stopping);
+
 /* Starts this child's dispatcher thread, which waits on the store's wake
- * word and wakes local stream threads. threaded_mpm is zero for prefork,
- * which stops children from a signal handler. */
+ * word, wakes local stream threads and runs round (may be NULL).
+ * threaded_mpm is zero for prefork, which stops children from a signal
+ * handler. */
 apr_status_t sse_notify_child_init(apr_pool_t *pchild, apr_uint32_t *word,
-                                   int threaded_mpm);
+                                   int threaded_mpm,
+                                   sse_notify_round_fn *round);
+
+/* Makes the dispatchers run a round now, without a change. */
+void sse_notify_poke(void);
 
 /* Tells every local stream to end (child_stopping). */
 void sse_notify_stop(void);

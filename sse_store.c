@@ -43,7 +43,7 @@
 
 #include "sse_store.h"
 
-#define STORE_MAGIC        0x53534531u   /* "SSE1" */
+#define STORE_MAGIC        0x53534532u   /* "SSE2": layout version */
 #define STORE_LAYOUT       3u
 #define MSG_MAGIC          0x4d534731u   /* "MSG1" */
 #define BLOCK_SIZE         256
@@ -96,6 +96,8 @@ typedef struct {
 typedef struct {
     apr_int32_t pid;             /* 0 = free row */
     apr_uint32_t subscribers;    /* open streams in that process */
+    apr_uint32_t parked;         /* of those, served by its writer */
+    apr_uint32_t unused;
 } store_child;
 
 typedef struct {
@@ -284,7 +286,8 @@ int sse_store_has_geometry(const sse_store *st, apr_size_t size,
                            apr_uint32_t max_channels,
                            apr_uint32_t max_children)
 {
-    return st->hdr->size == size && st->hdr->max_channels == max_channels
+    return st->hdr->magic == STORE_MAGIC
+           && st->hdr->size == size && st->hdr->max_channels == max_channels
            && st->hdr->max_children == max_children;
 }
 
@@ -540,6 +543,7 @@ static void clear_row(sse_store *st, int row)
         *count_at(st, row, s) = 0;
     }
     st->children[row].subscribers = 0;
+    st->children[row].parked = 0;
     st->children[row].pid = 0;
 }
 
@@ -749,6 +753,7 @@ apr_status_t sse_store_read(sse_store *st, sse_subscription *sub,
             if (pass == 1) {
                 if (!want) break;
                 res->buf = apr_palloc(p, total);
+                res->marks = apr_palloc(p, sizeof(sse_read_mark) * want);
                 memcpy(next, start, sizeof(apr_uint32_t) * (apr_size_t)sub->n);
                 total = 0;
             }
@@ -769,6 +774,8 @@ apr_status_t sse_store_read(sse_store *st, sse_subscription *sub,
                 }
                 if (pass == 1) {
                     if (taken == want) break;
+                    res->marks[taken].id = m->id;
+                    res->marks[taken].offset = total;
                     copy_out(st, next[best], res->buf + total);
                     if (!taken) res->first_id = m->id;
                     res->last_id = m->id;
@@ -947,7 +954,10 @@ void sse_store_status_get(sse_store *st, apr_pool_t *p,
             sse_child_info *ci = apr_array_push(status->children);
             ci->pid = st->children[i].pid;
             ci->subscribers = st->children[i].subscribers;
+            ci->parked = __atomic_load_n(&st->children[i].parked,
+                                         __ATOMIC_RELAXED);
             status->subscribers += ci->subscribers;
+            status->parked += ci->parked;
         }
     }
     status->channels = st->hdr->channels_used;
@@ -967,6 +977,13 @@ void sse_store_status_get(sse_store *st, apr_pool_t *p,
 void sse_store_count_delivered(sse_store *st, apr_uint64_t n)
 {
     __atomic_add_fetch(&st->hdr->delivered, n, __ATOMIC_RELAXED);
+}
+
+void sse_store_count_parked(sse_store *st, int row, int delta)
+{
+    if (row < 0 || (apr_uint32_t)row >= st->hdr->max_children) return;
+    __atomic_add_fetch(&st->children[row].parked, (apr_uint32_t)delta,
+                       __ATOMIC_RELAXED);
 }
 
 void sse_store_count_rejected(sse_store *st)

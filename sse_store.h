@@ -58,9 +58,17 @@ typedef struct {
     apr_uint64_t cursor;       /* every message <= cursor was considered */
 } sse_subscription;
 
+/* Where one event starts in a read's buffer. */
+typedef struct {
+    apr_uint64_t id;
+    apr_size_t offset;
+} sse_read_mark;
+
 /* What one read produced: whole framed events in id order. */
 typedef struct {
     char *buf;
+    sse_read_mark *marks;      /* one per event, so a reader that has seen
+                                  some of them can skip ahead */
     apr_size_t len;
     apr_uint32_t events;
     apr_uint64_t first_id;     /* of the first event in buf, 0 if none */
@@ -82,11 +90,13 @@ typedef struct {
 typedef struct {
     apr_int32_t pid;
     apr_uint32_t subscribers;
+    apr_uint32_t parked;             /* streams its writer serves */
 } sse_child_info;
 
 typedef struct {
     apr_uint32_t channels, max_channels;
     apr_uint32_t subscribers;
+    apr_uint32_t parked;
     apr_uint64_t messages;
     apr_uint64_t shm_size, shm_used, shm_free;
     apr_uint64_t published, delivered, rejected;
@@ -170,6 +180,8 @@ void sse_store_status_get(sse_store *st, apr_pool_t *p,
 
 void sse_store_count_delivered(sse_store *st, apr_uint64_t n);
 void sse_store_count_rejected(sse_store *st);
+/* Streams of a child's row that its writer serves (delta +1 or -1). */
+void sse_store_count_parked(sse_store *st, int row, int delta);
 
 /* Checks every list and rebuilds free space; normally run by the lock
  * when the previous holder died mid-update. Returns the number of

@@ -27,6 +27,7 @@
 #include "sse_query.h"
 #include "sse_store.h"
 #include "sse_notify.h"
+#include "sse_fanout.h"
 #include "sse_stream.h"
 
 /* Bytes copied from the store per write; a longer replay takes several. */
@@ -44,6 +45,8 @@ typedef struct {
     apr_interval_time_t max_wait; /* longest wait between looks at the
                                      client and the MPM state */
     apr_uint64_t delivered;
+    int may_park;              /* the child's writer may write for us */
+    sse_parked parked;
 } stream_ctx;
 
 static const char *reset_reasons[] = {
@@ -318,6 +321,96 @@ static apr_interval_time_t wait_time(stream_ctx *sc, int keepalive_sec)
     return limit;
 }
 
+/* Output filters that only frame or count what passes: bytes the writer
+ * puts on the socket itself look the same as if they had gone through.
+ * Any other filter (TLS, compression, rate limits, ...) must see every
+ * byte, so such a stream keeps writing from its own thread. */
+static int filter_is_transparent(const char *name)
+{
+    static const char *const names[] = {
+        "byterange", "content_length", "http_header", "http_outerror",
+        "chunk", "log_input_output", "core", NULL
+    };
+    int i;
+    for (i = 0; names[i]; i++) {
+        if (!strcasecmp(name, names[i])) return 1;
+    }
+    return 0;
+}
+
+/* Decided once the headers are out, when chunking is known. */
+static int stream_may_park(stream_ctx *sc)
+{
+    ap_filter_t *f;
+    if (!sse_fanout_available() || !sc->check_input || sc->c->master
+        || ap_ssl_conn_is_ssl(sc->c)) {
+        return 0;
+    }
+    for (f = sc->r->output_filters; f; f = f->next) {
+        if (!filter_is_transparent(f->frec->name)) {
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, sc->r, SSE_LOGNO(00106)
+                          "output filter '%s' sees every byte: this stream "
+                          "writes from its own thread", f->frec->name);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Writes what the writer could not, straight to the socket: it is the
+ * rest of a chunk the filters already consider sent. */
+static apr_status_t write_pending(stream_ctx *sc)
+{
+    apr_socket_t *sock = ap_get_conn_socket(sc->c);
+    const char *at = sc->parked.pending;
+    apr_size_t left = sc->parked.pending_len;
+    apr_status_t rv = APR_SUCCESS;
+    while (left && rv == APR_SUCCESS) {
+        apr_size_t n = left;
+        rv = apr_socket_send(sock, at, &n);
+        at += n;
+        left -= n;
+    }
+    free(sc->parked.pending);
+    sc->parked.pending = NULL;
+    if (rv != APR_SUCCESS) sc->c->aborted = 1;
+    return rv;
+}
+
+/* Sleeps while the child's writer serves this stream; returns when the
+ * thread has work again. */
+static apr_status_t park(stream_ctx *sc, int keepalive_sec, apr_uint32_t seen)
+{
+    sse_parked *p = &sc->parked;
+    apr_os_sock_t fd;
+    sse_park_end why;
+
+    if (apr_os_sock_get(&fd, ap_get_conn_socket(sc->c)) != APR_SUCCESS) {
+        sc->may_park = 0;
+        return APR_SUCCESS;
+    }
+    p->fd = fd;
+    p->chunked = sc->r->chunked;
+    p->keepalive_sec = keepalive_sec;
+    p->sub = &sc->sub;
+    p->last_write = sc->last_write;
+    why = sse_fanout_park(p, seen);
+    sc->last_write = p->last_write;
+    sc->delivered += p->delivered;
+    switch (why) {
+    case SSE_PARK_SLOW:
+        return write_pending(sc);
+    case SSE_PARK_GONE:
+        sc->c->aborted = 1;
+        return APR_ECONNABORTED;
+    case SSE_PARK_INPUT:
+        sc->may_park = 0;
+        return APR_SUCCESS;
+    default:
+        return APR_SUCCESS;
+    }
+}
+
 static const char *stream_end_reason(apr_status_t rv)
 {
     return rv == APR_EOF ? "channel deleted"
@@ -344,6 +437,7 @@ static int run_stream(stream_ctx *sc, sse_resume resume,
     if (rv == APR_SUCCESS && !APR_BRIGADE_EMPTY(sc->bb)) {
         rv = flush_out(sc);
     }
+    sc->may_park = rv == APR_SUCCESS && stream_may_park(sc);
     while (rv == APR_SUCCESS) {
         if (child_stopping()) {
             add_bytes(sc, ": server restarting\n\n", 21);
@@ -362,6 +456,11 @@ static int run_stream(stream_ctx *sc, sse_resume resume,
         if (client_gone(sc)) {
             rv = APR_ECONNABORTED;
             break;
+        }
+        if (sc->may_park && !sc->c->data_in_output_filters) {
+            rv = park(sc, keepalive_sec, seen);
+            seen = sse_notify_generation();
+            continue;
         }
         sse_notify_wait(&seen, wait_time(sc, keepalive_sec));
     }
