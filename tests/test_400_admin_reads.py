@@ -81,7 +81,7 @@ def test_status_shape(sse):
     for k in ('channels', 'max_channels', 'subscribers', 'max_subscribers', 'children', 'shm',
               'messages', 'published', 'delivered', 'rejected', 'last_id'):
         assert k in st, (k, st)
-    for k in ('channels', 'max_channels', 'subscribers', 'max_subscribers', 'messages',
+    for k in ('channels', 'max_channels', 'subscribers', 'writer_streams', 'max_subscribers', 'messages',
               'published', 'delivered', 'rejected'):
         assert isinstance(st[k], int) and st[k] >= 0, (k, st)
     assert st['max_channels'] == 1024
@@ -92,7 +92,8 @@ def test_status_shape(sse):
     assert 0 < st['shm']['used'] and st['shm']['used'] + st['shm']['free'] <= st['shm']['size']
     assert isinstance(st['children'], list) and st['children']
     for c in st['children']:
-        assert set(c) == {'pid', 'subscribers'}, c
+        assert set(c) == {'pid', 'subscribers', 'writer_streams'}, c
+        assert 0 <= c['writer_streams'] <= c['subscribers'], c
     assert sum(c['subscribers'] for c in st['children']) == st['subscribers']
     assert {c['pid'] for c in st['children']} == set(sse.child_pids())
     assert st['last_id'] is None or DIGITS.fullmatch(st['last_id'])
