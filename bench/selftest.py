@@ -1,0 +1,177 @@
+#!/usr/bin/python3
+"""selftest.py - checks that sse_load counts what it claims, against a fake server that misbehaves on purpose.
+
+The fake server serves GET /sub/<ch> and POST /pub/<ch> like the real ones, but per subscriber (in the order
+they connect) it drops one message, sends one twice, swaps two, answers 404, or frames the stream differently
+(chunks cut mid-line, CRLF line ends, JSON-quoted data, no chunking). The client must report exactly the
+faults that were injected; a client that missed a dropped message would make every loss figure a lie.
+Exits non-zero when a count is off. Usage: selftest.py [path to sse_load]
+"""
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+CLIENT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent / 'work' / 'sse_load'
+MESSAGES = 60
+DROP, DUP, SWAP = 13, 21, 30          # message numbers the faults hit
+
+# per connection index: how the stream is framed and which fault it gets
+PLAN = [
+    dict(framing='chunked', fault='drop'),
+    dict(framing='chunked-split', fault='dup'),
+    dict(framing='raw', fault='swap'),
+    dict(framing='raw-crlf', fault=None),
+    dict(framing='chunked', fault='json'),
+    dict(framing='chunked', fault='404'),
+]
+
+
+class Sub:
+    def __init__(self, conn, plan):
+        self.conn = conn
+        self.plan = plan
+        self.held = None
+        self.lock = threading.Lock()
+
+    def send(self, data):
+        f = self.plan['framing']
+        if f.startswith('raw'):
+            self.conn.sendall(data)
+        elif f == 'chunked':
+            self.conn.sendall(b'%x\r\n%s\r\n' % (len(data), data))
+        else:
+            # a chunk boundary inside a line, and a chunk of a single byte
+            a, b, c = data[:7], data[7:8], data[8:]
+            for part in (a, b, c):
+                if part:
+                    self.conn.sendall(b'%x;ext=1\r\n%s\r\n' % (len(part), part))
+                    time.sleep(0.001)
+
+    def event(self, seq, body):
+        eol = b'\r\n' if self.plan['framing'] == 'raw-crlf' else b'\n'
+        data = json.dumps(body).encode() if self.plan['fault'] == 'json' else body.encode()
+        return b'id: ' + str(seq).encode() + eol + b'data: ' + data + eol + eol
+
+    def deliver(self, seq, body):
+        fault = self.plan['fault']
+        with self.lock:
+            if fault == 'drop' and seq == DROP:
+                return
+            ev = self.event(seq, body)
+            if fault == 'swap' and seq == SWAP:
+                self.held = ev
+                return
+            self.send(ev)
+            if fault == 'dup' and seq == DUP:
+                self.send(ev)
+            if self.held is not None:
+                self.send(self.held)
+                self.held = None
+
+
+class FakeServer:
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(('127.0.0.1', 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.subs = []
+        self.n = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            conn, _ = self.sock.accept()
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def handle(self, conn):
+        buf = b''
+        while True:
+            while b'\r\n\r\n' not in buf:
+                d = conn.recv(4096)
+                if not d:
+                    return
+                buf += d
+            head, buf = buf.split(b'\r\n\r\n', 1)
+            lines = head.decode().split('\r\n')
+            method, path = lines[0].split()[:2]
+            if method == 'GET' and path.startswith('/sub/'):
+                with self.lock:
+                    plan = PLAN[self.n % len(PLAN)]
+                    self.n += 1
+                if plan['fault'] == '404':
+                    conn.sendall(b'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n')
+                    conn.close()
+                    return
+                chunked = plan['framing'].startswith('chunked')
+                conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n' +
+                             (b'Transfer-Encoding: chunked\r\n' if chunked else b'') + b'\r\n')
+                sub = Sub(conn, plan)
+                sub.send(b': ok\n\n')
+                with self.lock:
+                    self.subs.append(sub)
+                return      # the connection now belongs to the publisher side
+            length = 0
+            for h in lines[1:]:
+                k, v = h.split(':', 1)
+                if k.strip().lower() == 'content-length':
+                    length = int(v)
+            while len(buf) < length:
+                buf += conn.recv(65536)
+            body, buf = buf[:length].decode(), buf[length:]
+            seq = int(body.split('s=', 1)[1].split()[0])
+            with self.lock:
+                subs = list(self.subs)
+            for s in subs:
+                s.deliver(seq, body)
+            conn.sendall(b'HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok')
+
+
+def main():
+    srv = FakeServer()
+    n = len(PLAN)
+    r = subprocess.run([str(CLIENT), 'fanout', '--port', str(srv.port), '--subs', str(n), '--procs', '2',
+                        '--messages', str(MESSAGES), '--rate', '200', '--drain-timeout', '3',
+                        '--server-pid', str(__import__('os').getpid()), '--src-base', '100'],
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        print(r.stderr)
+        sys.exit('selftest: client exited %d' % r.returncode)
+    res = json.loads(r.stdout)
+    connected = n - 1
+    want = {
+        'subs_connected': connected,
+        'non200': 1,
+        'expected': connected * MESSAGES,
+        'received': connected * MESSAGES - 1,
+        'loss': 1,
+        'duplicates': 1,
+        'out_of_order': 1,
+        'foreign_events': 0,
+        'bad_seq': 0,
+        'protocol_errors': 0,
+        'publish_errors': 0,
+        'published': MESSAGES,
+        'complete_subs': connected - 1,
+        'drain_timed_out': True,
+    }
+    bad = {k: (res.get(k), v) for k, v in want.items() if res.get(k) != v}
+    if res['latency_count'] != res['received'] or not 0 < res['latency_p50_ms'] < 1000:
+        bad['latency'] = (res['latency_count'], res['latency_p50_ms'])
+    if bad:
+        print(json.dumps(res, indent=1))
+        for k, (got, exp) in bad.items():
+            print('selftest: %s is %r, expected %r' % (k, got, exp))
+        sys.exit(1)
+    print('selftest: the client counted the injected loss, duplicate, reordering and 404 exactly '
+          '(%d subscribers, %d messages, chunked/raw/CRLF/JSON framing)' % (n, MESSAGES))
+
+
+if __name__ == '__main__':
+    main()
