@@ -27,6 +27,8 @@
 #define SSE_HAVE_FUTEX 1
 #endif
 
+#include "ap_mpm.h"
+
 #include "sse_private.h"
 #include "sse_notify.h"
 
@@ -75,6 +77,16 @@ static void wake_local(void)
     apr_thread_mutex_unlock(local_mutex);
 }
 
+/* The MPM marks a stop before it closes the sockets of busy workers (an
+ * ungraceful stop) and before child_stopping runs: the writer must stop
+ * touching those sockets at once, as their numbers may be reused. */
+static int mpm_stopping(void)
+{
+    int state = AP_MPMQ_RUNNING;
+    ap_mpm_query(AP_MPMQ_MPM_STATE, &state);
+    return state == AP_MPMQ_STOPPING;
+}
+
 static void *APR_THREAD_FUNC dispatch(apr_thread_t *thread, void *arg)
 {
     apr_uint32_t last = __atomic_load_n(shared_word, __ATOMIC_ACQUIRE);
@@ -83,6 +95,10 @@ static void *APR_THREAD_FUNC dispatch(apr_thread_t *thread, void *arg)
         apr_uint32_t now;
         int changed;
         word_wait(shared_word, last, apr_time_from_sec(1));
+        if (mpm_stopping()) {
+            sse_notify_stop();
+            break;
+        }
         now = __atomic_load_n(shared_word, __ATOMIC_ACQUIRE);
         changed = now != last;
         if (changed) {
