@@ -8,7 +8,7 @@ WARN     = -Wc,-Wall -Wc,-Wextra -Wc,-std=gnu99
 # units without httpd headers, linked into the C unit tests
 PURE     = sse_event.c sse_json.c sse_query.c sse_store.c
 
-.PHONY: all deps install activate unit test demo clean
+.PHONY: all deps install activate unit test demo clean bench
 
 all: .libs/mod_sse.so
 
@@ -42,3 +42,14 @@ demo: deps all
 clean:
 	rm -rf .libs build *.la *.lo *.slo *.o tests/mod_sse_test/.libs \
 	       tests/mod_sse_test/*.la tests/mod_sse_test/*.lo tests/mod_sse_test/*.slo
+
+# --- benchmark: mod_sse vs Nchan vs better-sse (bench/README.md) ---
+bench/work/sse_load: bench/sse_load.c
+	@mkdir -p bench/work
+	cc -O2 -Wall -Wextra -o $@ bench/sse_load.c -lpthread
+
+bench:
+	@sh bench/setup.sh
+	@$(MAKE) --no-print-directory all bench/work/sse_load
+	$(PYTHON) bench/selftest.py bench/work/sse_load
+	$(PYTHON) bench/run.py

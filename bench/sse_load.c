@@ -268,6 +268,20 @@ static double server_cpu(pid_t root)
     return ticks / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* busy CPU seconds of the whole machine: tells how much of it neither side accounts for */
+static double machine_cpu(void)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return -1;
+    unsigned long long v[8] = { 0 };
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                   &v[6], &v[7]);
+    fclose(f);
+    if (n != 8) return -1;
+    /* user nice system [idle iowait] irq softirq steal */
+    return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
+}
+
 struct mem { double rss_kb, pss_kb; int procs; };
 
 /* RSS double-counts pages the processes share (httpd children, nginx
@@ -325,7 +339,7 @@ struct wresult {
     uint64_t disconnects, proto_errors, late_subs, busy_gave_up;
     uint64_t received, dups, ooo, foreign, bad_seq, complete_subs;
     int64_t first_delivery, last_delivery;
-    uint64_t bytes;
+    uint64_t bytes, reads;
     int drained_by_timeout, deadline_hit;
     struct hist lat;
 };
@@ -760,6 +774,7 @@ static void on_readable(struct worker *w, struct sub *s, int64_t now)
         got_headers(w, s, hlen, now);
         return;
     }
+    if (s->counted) w->r.reads++;
     int rc = body_feed(w, s, w->rbuf, (size_t)r, now);
     if (rc != 0) {
         if (rc < 0) w->r.proto_errors++;
@@ -1407,7 +1422,7 @@ static int run_fanout(void)
     if (counted != connected) note("%" PRIu64 " subscribers counted at start (progress said %" PRIu64 ")",
                                    counted, connected);
 
-    double cpu0 = server_cpu(opt.server_pid);
+    double cpu0 = server_cpu(opt.server_pid), mcpu0 = machine_cpu();
     struct pubstate ps = { .total = opt.messages, .rate = opt.rate };
     atomic_init(&ps.next, 0);
     ps.t0 = now_ns() + 20000000LL;
@@ -1422,7 +1437,7 @@ static int run_fanout(void)
     send_cmd_all(CMD_DRAIN, pub_end + sec_ns(opt.drain_timeout));
     until = pub_end + sec_ns(opt.drain_timeout) + sec_ns(15);
     while (!all(1) && now_ns() < until && now_ns() < deadline + sec_ns(5)) pump(100);
-    double cpu1 = server_cpu(opt.server_pid);
+    double cpu1 = server_cpu(opt.server_pid), mcpu1 = machine_cpu();
     int complete = all(1);
     if (!complete) kill_workers();
     reap_workers();
@@ -1452,6 +1467,7 @@ static int run_fanout(void)
         t.bad_seq += r->bad_seq;
         t.complete_subs += r->complete_subs;
         t.bytes += r->bytes;
+        t.reads += r->reads;
         t.drained_by_timeout |= r->drained_by_timeout;
         t.deadline_hit |= r->deadline_hit;
         if (r->first_delivery && (!t.first_delivery || r->first_delivery < t.first_delivery))
@@ -1502,11 +1518,12 @@ static int run_fanout(void)
     printf(", ");
     print_hist("publish_", publat);
     printf(", \"duration_s\": %.3f, \"deliveries_per_s\": %.1f, \"bytes_read\": %" PRIu64
-           ", \"server_cpu_s\": %.3f, \"server_cpu_us_per_delivery\": %.3f, \"client_cpu_s\": %.3f"
-           ", \"server_gone\": %s}\n",
-           duration, duration > 0 ? (double)t.received / duration : 0.0, t.bytes, cpu,
+           ", \"events_per_read\": %.2f, \"server_cpu_s\": %.3f, \"server_cpu_us_per_delivery\": %.3f"
+           ", \"client_cpu_s\": %.3f, \"machine_cpu_s\": %.3f, \"server_gone\": %s}\n",
+           duration, duration > 0 ? (double)t.received / duration : 0.0, t.bytes,
+           t.reads ? (double)t.received / (double)t.reads : 0.0, cpu,
            (cpu >= 0 && t.received) ? cpu * 1e6 / (double)t.received : -1.0, client_cpu(),
-           cpu1 < 0 ? "true" : "false");
+           (mcpu0 >= 0 && mcpu1 >= 0) ? mcpu1 - mcpu0 : -1.0, cpu1 < 0 ? "true" : "false");
     fflush(stdout);
     free(comp);
     free(fan);
@@ -1567,9 +1584,9 @@ static int run_pubrate(void)
     ps.deadline = deadline;
     struct hist *lat = calloc(1, sizeof *lat);
     if (!lat) die("out of memory");
-    double cpu0 = server_cpu(opt.server_pid);
+    double cpu0 = server_cpu(opt.server_pid), mcpu0 = machine_cpu();
     run_publishers(&ps, opt.pub_conns, lat);
-    double cpu1 = server_cpu(opt.server_pid);
+    double cpu1 = server_cpu(opt.server_pid), mcpu1 = machine_cpu();
     int64_t first = (int64_t)atomic_load(&ps.first_send);
     double span = first ? (double)((int64_t)atomic_load(&ps.last_done) - first) / 1e9 : 0;
     long long ok = atomic_load(&ps.ok), errors = atomic_load(&ps.errors);
@@ -1581,8 +1598,9 @@ static int run_pubrate(void)
            (long long)atomic_load(&ps.retries), span > 0 ? (double)ok / span : 0.0);
     print_hist("publish_", lat);
     printf(", \"server_cpu_s\": %.3f, \"server_cpu_us_per_publish\": %.3f, \"client_cpu_s\": %.3f"
-           ", \"server_gone\": %s}\n",
-           cpu, (cpu >= 0 && ok) ? cpu * 1e6 / (double)ok : -1.0, client_cpu(), cpu1 < 0 ? "true" : "false");
+           ", \"machine_cpu_s\": %.3f, \"server_gone\": %s}\n",
+           cpu, (cpu >= 0 && ok) ? cpu * 1e6 / (double)ok : -1.0, client_cpu(),
+           (mcpu0 >= 0 && mcpu1 >= 0) ? mcpu1 - mcpu0 : -1.0, cpu1 < 0 ? "true" : "false");
     fflush(stdout);
     free(lat);
     return 0;

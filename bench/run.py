@@ -1,0 +1,898 @@
+#!/usr/bin/python3
+"""run.py - runs the benchmark scenarios against mod_sse, Nchan and better-sse and writes bench/results/.
+
+Each server is started fresh for each scenario on its own high loopback port, with its prefix, pid file and
+logs under bench/work/, so nothing of the system's Apache or nginx is touched. The load client is
+bench/work/sse_load (built by `make bench`).
+
+Environment:
+  BENCH_QUICK=1                 every scenario about 10x smaller (a smoke run)
+  BENCH_ONLY=modsse,nchan       servers to run (modsse, nchan, bettersse)
+  BENCH_SCENARIOS=light,idle    scenarios to run (light, saturation, fanout, idle, pubrate)
+  BENCH_THREAD_STACK=131072     mod_sse's ThreadStackSize
+  BENCH_OUT=dir                 where results go; default bench/results for a full run, else bench/work/results
+"""
+import datetime
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+WORK = BENCH / 'work'
+CLIENT = WORK / 'sse_load'
+README = REPO / 'README.md'
+APACHE2 = '/usr/sbin/apache2'
+APACHE_MODULES = Path('/usr/lib/apache2/modules')
+NGINX = shutil.which('nginx') or '/usr/sbin/nginx'
+NCHAN_SO = Path('/usr/lib/nginx/modules/ngx_nchan_module.so')
+NODE = shutil.which('node') or '/usr/bin/node'
+BETTER_SSE_DIR = BENCH / 'better-sse'
+
+QUICK = os.environ.get('BENCH_QUICK', '') not in ('', '0')
+THREAD_STACK = int(os.environ.get('BENCH_THREAD_STACK', '131072'))
+
+# Ports well above the usual ones, one per server, so a server that lingers cannot answer for another.
+PORTS = {'modsse': 18790, 'nchan': 18791, 'bettersse': 18792}
+LABELS = {'modsse': 'mod_sse', 'nchan': 'Nchan', 'bettersse': 'better-sse'}
+SERVERS = ['modsse', 'nchan', 'bettersse']
+CHANNEL = 'bench'
+
+# kind, subscribers, client worker processes, messages, rate (msg/s), drain timeout (s)
+SCENARIOS = {
+    'light': dict(kind='fanout', subs=100, procs=1, messages=500, rate=50, drain=20,
+                  what='latency at a light load'),
+    'saturation': dict(kind='fanout', subs=1000, procs=2, messages=3000, rate=1000, drain=90,
+                       what='throughput and CPU per delivery with demand far above capacity'),
+    'fanout': dict(kind='fanout', subs=10000, procs=2, messages=200, rate=20, drain=60,
+                   what='latency and CPU with many subscribers'),
+    'idle': dict(kind='idle', subs=10000, procs=2, what='memory per idle subscriber'),
+    'pubrate': dict(kind='pubrate', conns=4, duration=5, what='publishes per second, no subscribers'),
+}
+QUICK_SCENARIOS = {
+    'light': dict(subs=10, messages=100),
+    'saturation': dict(subs=100, messages=300),
+    'fanout': dict(subs=1000, messages=40),
+    'idle': dict(subs=1000),
+    'pubrate': dict(duration=1),
+}
+
+
+def log(msg):
+    print('[bench %s] %s' % (time.strftime('%H:%M:%S'), msg), flush=True)
+
+
+def raise_nofile():
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def history_size(sc):
+    # At least every message of the run, so a slow subscriber catching up is never loss by design.
+    return max(100, sc.get('messages', 0))
+
+
+def http_answers(port, timeout=1.0):
+    """True once the port answers an HTTP request with a status line."""
+    try:
+        with socket.create_connection(('127.0.0.1', port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(b'GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n')
+            return s.recv(16).startswith(b'HTTP/1.')
+    except OSError:
+        return False
+
+
+def proc_tree(root):
+    """root and all its descendants, by walking /proc's ppid fields."""
+    parent = {}
+    for d in os.listdir('/proc'):
+        if not d.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % d) as f:
+                st = f.read()
+            parent[int(d)] = int(st[st.rindex(')') + 2:].split()[1])
+        except (OSError, ValueError):
+            pass
+    tree, changed = {root}, True
+    while changed:
+        changed = False
+        for pid, pp in parent.items():
+            if pp in tree and pid not in tree:
+                tree.add(pid)
+                changed = True
+    return sorted(p for p in tree if p in parent)
+
+
+def thread_count(pids):
+    n = 0
+    for pid in pids:
+        try:
+            with open('/proc/%d/status' % pid) as f:
+                for line in f:
+                    if line.startswith('Threads:'):
+                        n += int(line.split()[1])
+        except OSError:
+            pass
+    return n
+
+
+class Server:
+    name = ''
+
+    def __init__(self, sc):
+        self.sc = sc
+        self.port = PORTS[self.name]
+        self.dir = WORK / self.name
+        self.proc = None
+        self.config = {}
+
+    @property
+    def label(self):
+        return LABELS[self.name]
+
+    def prepare(self):
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        for sub in ('logs', 'run', 'tmp'):
+            (self.dir / sub).mkdir(parents=True)
+
+    def command(self):
+        raise NotImplementedError
+
+    def log_files(self):
+        return [self.dir / 'logs' / 'stdout.log']
+
+    def start(self):
+        self.prepare()
+        out = open(self.dir / 'logs' / 'stdout.log', 'wb')
+        # its own session, so a stop reaches every process of this server and nothing else
+        self.proc = subprocess.Popen(self.command(), cwd=str(self.dir), stdout=out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=raise_nofile)
+        out.close()
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            if http_answers(self.port) and self.ready():
+                return True
+            time.sleep(0.2)
+        log('%s did not start; look at %s' % (self.label, ', '.join(str(p) for p in self.log_files())))
+        for p in self.log_files():
+            try:
+                tail = p.read_text(errors='replace').splitlines()[-15:]
+                if tail:
+                    print('--- %s (last lines)\n%s' % (p, '\n'.join(tail)), flush=True)
+            except OSError:
+                pass
+        self.stop()
+        return False
+
+    def ready(self):
+        return True
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        if not self.proc:
+            return
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(self.stop_signal())
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                log('%s did not stop in 20 s, killing it' % self.label)
+        # whatever is left of this server's own session (children that outlived their parent)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.proc = None
+
+    def stop_signal(self):
+        return signal.SIGTERM
+
+    def log_issues(self):
+        """Lines of the server's logs that mean trouble."""
+        bad = []
+        for p in self.log_files():
+            try:
+                for line in p.read_text(errors='replace').splitlines():
+                    if any(pat in line for pat in self.bad_patterns()) and not any(
+                            ok in line for ok in self.expected_lines()):
+                        bad.append(line.strip()[:300])
+            except OSError:
+                pass
+        return bad
+
+    def bad_patterns(self):
+        return ['Error', 'error']
+
+    def expected_lines(self):
+        return []
+
+
+class ModSse(Server):
+    name = 'modsse'
+    module = REPO / '.libs' / 'mod_sse.so'
+    children = 2
+
+    def threads_per_child(self):
+        subs = self.sc.get('subs', 0)
+        # a threaded child keeps 10 % of its threads free of streams; the rest must hold every subscriber
+        return max(64, math.ceil(subs * 1.15 / self.children) + 16)
+
+    def write_config(self):
+        tpc = self.threads_per_child()
+        subs = self.sc.get('subs', 0)
+        hist = history_size(self.sc)
+        self.config = dict(ServerLimit=self.children, ThreadsPerChild=tpc, ThreadStackSize=THREAD_STACK,
+                           SSEHistorySize=hist, SSEMaxSubscribers=subs + 64)
+        m = APACHE_MODULES
+        lines = [
+            '# written by bench/run.py for one scenario; not an example of a production setup',
+            'ServerRoot "%s"' % self.dir,
+            'ServerName 127.0.0.1',
+            'Listen 127.0.0.1:%d' % self.port,
+            'PidFile run/httpd.pid',
+            'DefaultRuntimeDir run',
+            'ErrorLog logs/error_log',
+            'LogLevel warn',
+            'LoadModule mpm_event_module %s/mod_mpm_event.so' % m,
+            'LoadModule authz_core_module %s/mod_authz_core.so' % m,
+            'LoadModule authz_host_module %s/mod_authz_host.so' % m,
+            'LoadModule sse_module %s' % os.path.relpath(self.module, self.dir),
+            'ServerLimit %d' % self.children,
+            'StartServers %d' % self.children,
+            'ThreadLimit %d' % tpc,
+            'ThreadsPerChild %d' % tpc,
+            'MaxRequestWorkers %d' % (self.children * tpc),
+            # no child may be stopped for being idle while it holds streams
+            'MinSpareThreads 1',
+            'MaxSpareThreads %d' % (self.children * tpc),
+            'ThreadStackSize %d' % THREAD_STACK,
+            'MaxConnectionsPerChild 0',
+            'KeepAlive On',
+            'MaxKeepAliveRequests 0',
+            'KeepAliveTimeout 60',
+            'ListenBacklog 4096',
+            # one listening socket per child (SO_REUSEPORT): the kernel spreads connections evenly, where a
+            # shared socket lets one child take most, and a child refuses streams past 90 % of its threads
+            'ListenCoresBucketsRatio 1',
+            'SSEHistorySize %d' % hist,
+            'SSEMaxSubscribers %d' % (subs + 64),
+            'SSEKeepAlive 30',
+            '<Location /sub>',
+            '    SetHandler sse-stream',
+            '</Location>',
+            '<Location /sse-admin>',
+            '    SetHandler sse-admin',
+            '    Require all granted',
+            '</Location>',
+        ]
+        if os.geteuid() == 0:
+            lines += ['User nobody', 'Group nogroup']
+        (self.dir / 'httpd.conf').write_text('\n'.join(lines) + '\n')
+
+    def command(self):
+        self.write_config()
+        return [APACHE2, '-d', str(self.dir), '-f', str(self.dir / 'httpd.conf'), '-DFOREGROUND']
+
+    def ready(self):
+        # every worker thread started, or the first subscribers would wait on threads being created
+        want = self.children * self.threads_per_child()
+        return thread_count(proc_tree(self.pid)) >= want
+
+    def sub_path(self):
+        return '/sub/' + CHANNEL
+
+    def pub_path(self):
+        return '/sse-admin/channels/' + CHANNEL
+
+    def log_files(self):
+        return [self.dir / 'logs' / 'error_log', self.dir / 'logs' / 'stdout.log']
+
+    def bad_patterns(self):
+        return ['Segmentation fault', 'AH00052', 'AH00051', 'AH00060', ':crit]', ':emerg]', ':alert]',
+                ':error]', 'AH00045', 'AH00046', 'AH00484', 'AH00485']
+
+    def expected_lines(self):
+        # "within MinSpareThreads of MaxRequestWorkers": what a server full of streams looks like by design
+        return ['AH10159']
+
+
+class Nchan(Server):
+    name = 'nchan'
+
+    def write_config(self):
+        subs = self.sc.get('subs', 0)
+        hist = history_size(self.sc)
+        # accepting is not balanced between workers, so each must be able to hold them all
+        conns = max(1024, subs + 1024)
+        self.config = dict(worker_processes=2, worker_connections=conns, nchan_message_buffer_length=hist)
+        conf = '''# written by bench/run.py for one scenario
+load_module {so};
+worker_processes 2;
+worker_rlimit_nofile 20000;
+pid {dir}/run/nginx.pid;
+error_log {dir}/logs/error.log warn;
+events {{
+    worker_connections {conns};
+}}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/tmp/body;
+    proxy_temp_path {dir}/tmp/proxy;
+    fastcgi_temp_path {dir}/tmp/fastcgi;
+    uwsgi_temp_path {dir}/tmp/uwsgi;
+    scgi_temp_path {dir}/tmp/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    nchan_message_buffer_length {hist};
+    nchan_message_timeout 1h;
+    nchan_max_reserved_memory 256M;
+    server {{
+        # one listening socket per worker, as for httpd's children (ListenCoresBucketsRatio)
+        listen 127.0.0.1:{port} backlog=4096 reuseport;
+        location = /ready {{
+            return 204;
+        }}
+        location ~ ^/sub/(\\w+)$ {{
+            nchan_subscriber eventsource;
+            nchan_channel_id $1;
+        }}
+        location ~ ^/pub/(\\w+)$ {{
+            nchan_publisher;
+            nchan_channel_id $1;
+        }}
+    }}
+}}
+'''.format(so=NCHAN_SO, dir=self.dir, conns=conns, hist=hist, port=self.port)
+        (self.dir / 'nginx.conf').write_text(conf)
+
+    def command(self):
+        self.write_config()
+        return [NGINX, '-p', str(self.dir) + '/', '-c', str(self.dir / 'nginx.conf'),
+                '-e', str(self.dir / 'logs' / 'error.log'), '-g', 'daemon off;']
+
+    def stop_signal(self):
+        return signal.SIGQUIT     # nginx's graceful shutdown
+
+    def ready(self):
+        return len(proc_tree(self.pid)) >= 3
+
+    def sub_path(self):
+        return '/sub/' + CHANNEL
+
+    def pub_path(self):
+        return '/pub/' + CHANNEL
+
+    def log_files(self):
+        return [self.dir / 'logs' / 'error.log', self.dir / 'logs' / 'stdout.log']
+
+    def bad_patterns(self):
+        return ['[alert]', '[crit]', '[emerg]', '[error]', 'Missed message', 'signal 11', 'exited on signal']
+
+
+class BetterSse(Server):
+    name = 'bettersse'
+
+    def command(self):
+        self.config = dict(node=node_version(), history='none (better-sse keeps no history)')
+        return [NODE, str(BETTER_SSE_DIR / 'server.js'), str(self.port)]
+
+    def sub_path(self):
+        return '/sub/' + CHANNEL
+
+    def pub_path(self):
+        return '/pub/' + CHANNEL
+
+    def bad_patterns(self):
+        return ['Error', 'error', 'Warning']
+
+
+CLASSES = {'modsse': ModSse, 'nchan': Nchan, 'bettersse': BetterSse}
+
+
+def run_client(server, sc, scenario_index):
+    args = [str(CLIENT), sc['kind'], '--port', str(server.port), '--server-pid', str(server.pid),
+            '--pub-path', server.pub_path(), '--sub-path', server.sub_path(),
+            # a fresh source address range per scenario: no TIME_WAIT of an earlier run is in the way
+            '--src-base', str(10 + 4 * scenario_index)]
+    if sc['kind'] in ('fanout', 'idle'):
+        args += ['--subs', str(sc['subs']), '--procs', str(sc['procs'])]
+    if sc['kind'] == 'fanout':
+        args += ['--messages', str(sc['messages']), '--rate', str(sc['rate']), '--payload', '100',
+                 '--drain-timeout', str(sc['drain'])]
+    if sc['kind'] == 'idle':
+        args += ['--idle-wait', '3']
+    if sc['kind'] == 'pubrate':
+        args += ['--pub-conns', str(sc['conns']), '--duration', str(sc['duration']), '--payload', '100']
+    log('  client: %s' % ' '.join(a if ' ' not in a else repr(a) for a in args))
+    t0 = time.monotonic()
+    try:
+        r = subprocess.run(args, capture_output=True, text=True, timeout=900, preexec_fn=raise_nofile)
+    except subprocess.TimeoutExpired:
+        return {'error': 'client timed out'}
+    for line in r.stderr.splitlines():
+        print('    ' + line, flush=True)
+    if r.returncode != 0:
+        return {'error': 'client exited %d: %s' % (r.returncode, r.stderr.strip()[-500:])}
+    try:
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {'error': 'client printed no JSON: %r' % r.stdout[-300:]}
+    if res.get('server_gone'):
+        res['error'] = 'the server was gone before the run ended (see its logs in %s)' % server.dir
+    res['wall_s'] = round(time.monotonic() - t0, 2)
+    return res
+
+
+def short(res):
+    if 'error' in res:
+        return 'ERROR ' + res['error']
+    if res['mode'] == 'fanout':
+        return ('subs %d/%d  recv %d/%d  loss %d  dup %d  ooo %d  p50 %.2f ms  p99 %.2f ms  %.0f deliv/s  '
+                'cpu %.2f us/deliv  pub %.0f/s' % (
+                    res['subs_connected'], res['subs_requested'], res['received'], res['expected'], res['loss'],
+                    res['duplicates'], res['out_of_order'], res['latency_p50_ms'], res['latency_p99_ms'],
+                    res['deliveries_per_s'], res['server_cpu_us_per_delivery'], res['rate_achieved']))
+    if res['mode'] == 'idle':
+        return 'subs %d/%d  PSS %.0f -> %.0f KB  %.1f KB/sub (all-in)  %.1f KB/sub (added)' % (
+            res['subs_connected'], res['subs_requested'], res['pss_before_kb'], res['pss_after_kb'],
+            res['kb_per_sub_pss_total'], res['kb_per_sub_pss_delta'])
+    return '%.0f publishes/s  errors %d  p99 %.2f ms  cpu %.1f us/publish' % (
+        res['publishes_per_s'], res['publish_errors'], res['publish_p99_ms'], res['server_cpu_us_per_publish'])
+
+
+# ---------------------------------------------------------------------------
+# header: what ran where
+
+def cmd_out(args):
+    try:
+        r = subprocess.run(args, capture_output=True, text=True, timeout=20)
+        return (r.stdout + r.stderr).strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ''
+
+
+def node_version():
+    return cmd_out([NODE, '-v'])
+
+
+def header():
+    cpu = ''
+    try:
+        for line in open('/proc/cpuinfo'):
+            if line.startswith('model name'):
+                cpu = line.split(':', 1)[1].strip()
+                break
+    except OSError:
+        pass
+    apache = cmd_out([APACHE2, '-v'])
+    m = re.search(r'Server version:\s*Apache/(\S+)', apache)
+    nginx = cmd_out([NGINX, '-v'])
+    m2 = re.search(r'nginx/(\S+)', nginx)
+    try:
+        bsse = json.loads((BETTER_SSE_DIR / 'node_modules' / 'better-sse' / 'package.json').read_text())['version']
+    except (OSError, ValueError, KeyError):
+        bsse = '?'
+    head = cmd_out(['git', '-C', str(REPO), 'rev-parse', '--short=12', 'HEAD'])
+    # the module is built from the work tree: say so when its sources differ from HEAD
+    dirty = cmd_out(['git', '-C', str(REPO), 'status', '--porcelain', '--untracked-files=no', '--',
+                     ':(top,glob)*.c', ':(top,glob)*.h'])
+    return {
+        'date': datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z'),
+        'nproc': os.cpu_count(),
+        'cpu': cpu,
+        'kernel': platform.release(),
+        'memory_gb': round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30, 1),
+        'apache': m.group(1) if m else apache,
+        'nginx': m2.group(1) if m2 else nginx,
+        'nchan': cmd_out(['dpkg-query', '-W', '-f', '${Version}', 'libnginx-mod-nchan']),
+        'node': node_version(),
+        'better_sse': bsse,
+        'mod_sse_git': head + (' (C sources modified)' if dirty else ''),
+        'quick': QUICK,
+    }
+
+
+# ---------------------------------------------------------------------------
+# report
+
+def fmt(v, nd=2):
+    if v is None:
+        return '–'
+    if isinstance(v, float):
+        if abs(v) >= 1000:
+            return '{:,.0f}'.format(v)
+        if abs(v) >= 100:
+            return '%.0f' % v
+        if abs(v) >= 10:
+            return '%.1f' % v
+        return ('%.' + str(nd) + 'f') % v
+    if isinstance(v, int):
+        return '{:,}'.format(v)
+    return str(v)
+
+
+def table(cols, rows):
+    out = ['| ' + ' | '.join(c for c in cols) + ' |', '|' + '|'.join('---' for _ in cols) + '|']
+    for r in rows:
+        out.append('| ' + ' | '.join(r) + ' |')
+    return '\n'.join(out)
+
+
+def scenario_table(name, sc, results):
+    kind = sc['kind']
+    rows = []
+    for srv in SERVERS:
+        res = results.get(srv)
+        if res is None:
+            continue
+        if 'error' in res:
+            rows.append([LABELS[srv], 'error: ' + res['error'].replace('|', '/')[:200]])
+            continue
+        if kind == 'fanout':
+            rows.append([LABELS[srv], '%s/%s' % (fmt(res['subs_connected']), fmt(res['subs_requested'])),
+                         '%s (%s/s)' % (fmt(res['published']), fmt(res['rate_achieved'])),
+                         fmt(res['publish_errors']),
+                         '%s/%s' % (fmt(res['received']), fmt(res['expected'])), fmt(res['loss']),
+                         fmt(res['duplicates']), fmt(res['out_of_order']),
+                         fmt(res['disconnects'] + res['busy'] + res['non200']),
+                         fmt(res['latency_p50_ms']), fmt(res['latency_p90_ms']), fmt(res['latency_p99_ms']),
+                         fmt(res['latency_p999_ms']), fmt(res['latency_max_ms']),
+                         fmt(res['deliveries_per_s']), fmt(res.get('events_per_read')), fmt(res['server_cpu_s']),
+                         fmt(res['server_cpu_us_per_delivery']), fmt(res['client_cpu_s']),
+                         fmt(res.get('machine_cpu_s'))])
+        elif kind == 'idle':
+            rows.append([LABELS[srv], '%s/%s' % (fmt(res['subs_connected']), fmt(res['subs_requested'])),
+                         fmt(res['connect_s']), fmt(res['server_procs']),
+                         fmt(res['rss_before_kb'] / 1024), fmt(res['rss_after_kb'] / 1024),
+                         fmt(res['pss_before_kb'] / 1024), fmt(res['pss_after_kb'] / 1024),
+                         fmt(res['kb_per_sub_pss_total']), fmt(res['kb_per_sub_pss_delta']),
+                         fmt(res['disconnects'])])
+        else:
+            rows.append([LABELS[srv], fmt(res['publishes_per_s']), fmt(res['published']),
+                         fmt(res['publish_errors']), fmt(res['publish_p50_ms']), fmt(res['publish_p99_ms']),
+                         fmt(res['publish_max_ms']), fmt(res['server_cpu_us_per_publish']),
+                         fmt(res['client_cpu_s']), fmt(res.get('machine_cpu_s'))])
+    if kind == 'fanout':
+        cols = ['server', 'subs', 'published (rate)', 'pub errors', 'received/expected', 'loss', 'dups',
+                'out of order', 'dropped subs', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms',
+                'deliveries/s', 'events/read', 'server CPU s', 'CPU µs/delivery', 'client CPU s',
+                'machine CPU s']
+        desc = '%s subscribers, %s messages of 100 bytes at %s/s' % (
+            fmt(sc['subs']), fmt(sc['messages']), fmt(sc['rate']))
+    elif kind == 'idle':
+        cols = ['server', 'subs', 'connect s', 'processes', 'RSS before MB', 'RSS after MB', 'PSS before MB',
+                'PSS after MB', 'KB/sub all-in', 'KB/sub added', 'dropped']
+        desc = '%s idle subscribers, memory sampled 3 s after the last connected' % fmt(sc['subs'])
+    else:
+        cols = ['server', 'publishes/s', 'published', 'errors', 'p50 ms', 'p99 ms', 'max ms',
+                'CPU µs/publish', 'client CPU s', 'machine CPU s']
+        desc = '%d keep-alive connections publishing 100-byte messages as fast as answered for %s s' % (
+            sc['conns'], fmt(sc['duration']))
+    return '### %s — %s\n\n%s.\n\n%s\n' % (name, sc['what'], desc, table(cols, rows)) + NOTES.get(kind, '')
+
+
+NOTES = {
+    'fanout': '\n"published (rate)" is the publish rate achieved against the schedule; "dropped subs" counts '
+              'disconnects, over-capacity answers and non-200 answers; "events/read" is how many events the '
+              'client found per read() (above 1 when a server writes several queued events at once); '
+              'server and machine CPU cover the publishing and delivery phase, client CPU the whole run.\n',
+    'idle': '\nPSS splits pages shared between processes (httpd children, nginx workers), so its sum over the '
+            'server\'s processes is its real footprint; "all-in" is PSS after connecting divided by the '
+            'subscribers, "added" the growth from connecting.\n',
+}
+
+
+def val(results, scen, srv, key):
+    res = results.get(scen, {}).get(srv)
+    if not res or 'error' in res or key not in res:
+        return None
+    v = res[key]
+    return v if v is not None and v >= 0 else None
+
+
+HEADLINE = [
+    # label, scenario, key, better
+    ('CPU µs per delivery, saturation', 'saturation', 'server_cpu_us_per_delivery', 'lower'),
+    ('CPU µs per delivery, fanout', 'fanout', 'server_cpu_us_per_delivery', 'lower'),
+    ('p99 latency ms, light', 'light', 'latency_p99_ms', 'lower'),
+    ('p99 latency ms, fanout', 'fanout', 'latency_p99_ms', 'lower'),
+    ('deliveries per second, saturation', 'saturation', 'deliveries_per_s', 'higher'),
+    ('KB per idle subscriber (all-in PSS)', 'idle', 'kb_per_sub_pss_total', 'lower'),
+    ('publishes per second', 'pubrate', 'publishes_per_s', 'higher'),
+]
+
+
+def headline_table(results, scenarios):
+    rows = []
+    for label, scen, key, better in HEADLINE:
+        sc = scenarios.get(scen, {})
+        if sc.get('subs'):
+            label += ' (%s subs)' % fmt(sc['subs'])
+        m, n, b = (val(results, scen, s, key) for s in SERVERS)
+        if m is None and n is None and b is None:
+            continue
+
+        def ratio(x, y):
+            return ('%.2f×' % (x / y)) if x is not None and y else '–'
+        rows.append([label, fmt(m), fmt(n), fmt(b), ratio(m, n), ratio(m, b), better + ' is better'])
+    return table(['metric', 'mod_sse', 'Nchan', 'better-sse', 'mod_sse / Nchan', 'mod_sse / better-sse', ''],
+                 rows)
+
+
+def header_md(h, took):
+    return ('Run %s on %d × %s, %.0f GB, Linux %s, in %.1f min%s. Versions: Apache %s with mod_sse %s; '
+            'nginx %s with Nchan %s; better-sse %s on Node %s.' % (
+                h['date'], h['nproc'], h['cpu'], h['memory_gb'], h['kernel'], took / 60,
+                ' (BENCH_QUICK: scenarios 10× smaller)' if h['quick'] else '',
+                h['apache'], h['mod_sse_git'], h['nginx'], h['nchan'], h['better_sse'], h['node']))
+
+
+def anomalies(results):
+    notes = []
+    for scen, per in results.items():
+        for srv, res in per.items():
+            if 'error' in res:
+                notes.append('%s / %s: %s' % (scen, LABELS[srv], res['error']))
+                continue
+            if res.get('mode') == 'fanout':
+                bits = []
+                for key in ('loss', 'duplicates', 'out_of_order', 'disconnects', 'busy', 'busy_gave_up', 'non200',
+                            'publish_errors', 'connect_failed', 'protocol_errors', 'foreign_events', 'bad_seq'):
+                    if res.get(key):
+                        bits.append('%s %s' % (key.replace('_', ' '), fmt(res[key])))
+                if res['subs_connected'] < res['subs_requested']:
+                    bits.append('only %s of %s subscribers connected' % (
+                        fmt(res['subs_connected']), fmt(res['subs_requested'])))
+                if res.get('drain_timed_out'):
+                    bits.append('deliveries still missing when the drain timeout passed')
+                if res.get('rate_requested') and res['rate_achieved'] < 0.95 * res['rate_requested']:
+                    bits.append('the publisher fell behind the schedule (%s of %s messages/s): the server was '
+                                'saturated, and latency includes the wait' % (
+                                    fmt(res['rate_achieved']), fmt(float(res['rate_requested']))))
+                if bits:
+                    notes.append('%s / %s: %s' % (scen, LABELS[srv], ', '.join(bits)))
+            elif res.get('mode') in ('idle', 'pubrate'):
+                bits = []
+                for key in ('connect_failed', 'busy', 'busy_gave_up', 'disconnects', 'publish_errors'):
+                    if res.get(key):
+                        bits.append('%s %s' % (key.replace('_', ' '), fmt(res[key])))
+                if res.get('subs_connected', 0) < res.get('subs_requested', 0):
+                    bits.append('only %s of %s subscribers connected' % (
+                        fmt(res['subs_connected']), fmt(res['subs_requested'])))
+                if bits:
+                    notes.append('%s / %s: %s' % (scen, LABELS[srv], ', '.join(bits)))
+            if res.get('log_issues'):
+                notes.append('%s / %s: %d troubling server log line(s), e.g. `%s`' % (
+                    scen, LABELS[srv], len(res['log_issues']), res['log_issues'][0][:200].replace('|', '/')))
+    return notes
+
+
+def write_markdown(out, h, scenarios, results, plots, took):
+    parts = ['# mod_sse benchmark results', '',
+             '<!-- written by bench/run.py; bench/README.md explains the method -->', '',
+             header_md(h, took), '',
+             'Client and servers share the same cores, so compare the ratios, not the absolute numbers. '
+             'Latency runs from the *intended* send time of a message to its arrival at a subscriber.', '',
+             '## Headline', '', headline_table(results, scenarios), '']
+    notes = anomalies(results)
+    parts += ['## Anomalies', '']
+    parts += ['- ' + n for n in notes] if notes else ['None: no loss, duplicates, reordering, errors or dropped '
+                                                      'subscribers.']
+    parts += ['', '## Scenarios', '']
+    for name, sc in scenarios.items():
+        if name in results:
+            parts.append(scenario_table(name, sc, results[name]))
+    parts += ['## Server settings per scenario', '']
+    for name in scenarios:
+        for srv in SERVERS:
+            cfg = results.get(name, {}).get(srv, {}).get('config')
+            if cfg:
+                parts.append('- %s / %s: %s' % (name, LABELS[srv], ', '.join('%s %s' % kv for kv in cfg.items())))
+    parts += ['', '## Plots', '']
+    parts += ['![%s](%s)' % (p.stem, p.name) for p in plots]
+    (out / 'results.md').write_text('\n'.join(parts) + '\n')
+
+
+def update_readme(h, scenarios, results, plots, took):
+    text = README.read_text()
+    begin, end = '<!-- bench:begin -->', '<!-- bench:end -->'
+    if begin not in text or end not in text:
+        log('README.md has no bench markers; left alone')
+        return
+    block = [begin, '', header_md(h, took), '', headline_table(results, scenarios), '',
+             'Ratios are mod_sse divided by the other server. Full tables: '
+             '[bench/results/results.md](bench/results/results.md); plots: ' +
+             ', '.join('[%s](bench/results/%s)' % (p.stem.replace('_', ' '), p.name) for p in plots) + '.']
+    notes = anomalies(results)
+    if notes:
+        block += ['', 'Seen in this run:', ''] + ['- ' + n for n in notes]
+    block += ['', end]
+    pre, rest = text.split(begin, 1)
+    post = rest.split(end, 1)[1]
+    README.write_text(pre + '\n'.join(block) + post)
+
+
+def plot(out, results):
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log('matplotlib missing (Debian: python3-matplotlib); no plots')
+        return []
+    colors = {'modsse': '#c0392b', 'nchan': '#2c7fb8', 'bettersse': '#7fbc41'}
+    files = []
+
+    def bars(ax, groups, values, ylabel, title, log_scale=False):
+        n = len(SERVERS)
+        width = 0.8 / n
+        for i, srv in enumerate(SERVERS):
+            xs = [g + (i - (n - 1) / 2) * width for g in range(len(groups))]
+            ys = [values[srv][j] if values[srv][j] is not None else 0 for j in range(len(groups))]
+            b = ax.bar(xs, ys, width, label=LABELS[srv], color=colors[srv])
+            for rect, y, raw in zip(b, ys, values[srv]):
+                if raw is not None:
+                    ax.annotate(fmt(float(raw)), (rect.get_x() + rect.get_width() / 2, y), ha='center',
+                                va='bottom', fontsize=7, xytext=(0, 1), textcoords='offset points')
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels(groups)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        if log_scale:
+            ax.set_yscale('log')
+        ax.grid(axis='y', alpha=0.3)
+
+    lat_scen = [s for s in ('light', 'saturation', 'fanout') if s in results]
+    if lat_scen:
+        fig, axes = plt.subplots(1, len(lat_scen), figsize=(5 * len(lat_scen), 4.2), squeeze=False)
+        pct = [('p50', 'latency_p50_ms'), ('p90', 'latency_p90_ms'), ('p99', 'latency_p99_ms'),
+               ('p99.9', 'latency_p999_ms')]
+        for ax, scen in zip(axes[0], lat_scen):
+            vals = {srv: [val(results, scen, srv, k) for _, k in pct] for srv in SERVERS}
+            bars(ax, [p for p, _ in pct], vals, 'ms (log scale)', 'latency, %s' % scen, log_scale=True)
+        axes[0][0].legend(fontsize=8)
+        fig.suptitle('Delivery latency from intended send time (lower is better)')
+        fig.tight_layout()
+        p = out / 'latency.png'
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        files.append(p)
+
+    singles = [
+        ('cpu_per_delivery.png', 'server CPU µs per delivery (lower is better)', 'µs',
+         [(s, s, 'server_cpu_us_per_delivery') for s in ('light', 'saturation', 'fanout')]),
+        ('throughput.png', 'deliveries/s at saturation and publishes/s without subscribers (higher is better)',
+         'per second', [('deliveries/s, saturation', 'saturation', 'deliveries_per_s'),
+                        ('publishes/s', 'pubrate', 'publishes_per_s')]),
+        ('memory_per_idle_subscriber.png', 'memory per idle subscriber, PSS (lower is better)', 'KB',
+         [('all-in', 'idle', 'kb_per_sub_pss_total'), ('added by subscribers', 'idle', 'kb_per_sub_pss_delta')]),
+    ]
+    for fname, title, ylabel, items in singles:
+        items = [it for it in items if it[1] in results]
+        if not items:
+            continue
+        if fname == 'throughput.png':
+            fig, axes = plt.subplots(1, len(items), figsize=(5 * len(items), 4.2), squeeze=False)
+            for ax, (lab, scen, key) in zip(axes[0], items):
+                bars(ax, [lab], {srv: [val(results, scen, srv, key)] for srv in SERVERS}, ylabel, lab)
+            axes[0][0].legend(fontsize=8)
+        else:
+            fig, ax = plt.subplots(figsize=(max(5, 2.6 * len(items)), 4.2))
+            bars(ax, [lab for lab, _, _ in items],
+                 {srv: [val(results, scen, srv, key) for _, scen, key in items] for srv in SERVERS}, ylabel, '')
+            ax.legend(fontsize=8)
+        fig.suptitle(title, fontsize=11)
+        fig.tight_layout()
+        p = out / fname
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        files.append(p)
+    return files
+
+
+# ---------------------------------------------------------------------------
+
+def main():
+    t_start = time.monotonic()
+    raise_nofile()
+    if not CLIENT.exists():
+        sys.exit('%s is missing: run `make bench` (it builds the client)' % CLIENT)
+    if not ModSse.module.exists():
+        sys.exit('%s is missing: run `make` first' % ModSse.module)
+    only = [s.strip().replace('-', '').replace('_', '') for s in os.environ.get('BENCH_ONLY', '').split(',')
+            if s.strip()]
+    for s in only:
+        if s not in SERVERS:
+            sys.exit('BENCH_ONLY: unknown server %r (modsse, nchan, bettersse)' % s)
+    servers = [s for s in SERVERS if not only or s in only]
+    wanted = [s.strip() for s in os.environ.get('BENCH_SCENARIOS', '').split(',') if s.strip()]
+    for s in wanted:
+        if s not in SCENARIOS:
+            sys.exit('BENCH_SCENARIOS: unknown scenario %r (%s)' % (s, ', '.join(SCENARIOS)))
+    scenarios = {}
+    for name, sc in SCENARIOS.items():
+        if wanted and name not in wanted:
+            continue
+        sc = dict(sc)
+        if QUICK:
+            sc.update(QUICK_SCENARIOS[name])
+        scenarios[name] = sc
+    full = not QUICK and not wanted and not only
+    out = Path(os.environ['BENCH_OUT']) if os.environ.get('BENCH_OUT') else (
+        BENCH / 'results' if full else WORK / 'results')
+    out.mkdir(parents=True, exist_ok=True)
+    WORK.mkdir(exist_ok=True)
+
+    h = header()
+    log('servers: %s; scenarios: %s%s; results go to %s' % (
+        ', '.join(LABELS[s] for s in servers), ', '.join(scenarios), ' (quick)' if QUICK else '', out))
+    results = {}
+    failed_start = []
+    for idx, (name, sc) in enumerate(scenarios.items()):
+        log('scenario %s: %s' % (name, sc['what']))
+        results[name] = {}
+        for srv_name in servers:
+            srv = CLASSES[srv_name](sc)
+            log(' %s: starting on 127.0.0.1:%d' % (srv.label, srv.port))
+            t0 = time.monotonic()
+            if not srv.start():
+                results[name][srv_name] = {'error': 'server did not start (logs in %s)' % srv.dir}
+                failed_start.append('%s/%s' % (name, srv_name))
+                continue
+            log(' %s: up in %.1f s (pid %d)' % (srv.label, time.monotonic() - t0, srv.pid))
+            try:
+                res = run_client(srv, sc, idx)
+            finally:
+                srv.stop()
+            res['config'] = srv.config
+            issues = srv.log_issues()
+            if issues:
+                res['log_issues'] = issues[:20]
+                res['log_issue_count'] = len(issues)
+                log(' %s: %d troubling log line(s) in %s, e.g. %s' % (srv.label, len(issues), srv.dir / 'logs',
+                                                                     issues[0][:160]))
+            results[name][srv_name] = res
+            log(' %s: %s' % (srv.label, short(res)))
+    took = time.monotonic() - t_start
+    data = {'header': h, 'took_s': round(took, 1), 'scenarios': {n: dict(sc) for n, sc in scenarios.items()},
+            'results': results}
+    (out / 'results.json').write_text(json.dumps(data, indent=1, ensure_ascii=False) + '\n')
+    plots = plot(out, results)
+    write_markdown(out, h, scenarios, results, plots, time.monotonic() - t_start)
+    if full and out == BENCH / 'results':
+        update_readme(h, scenarios, results, plots, time.monotonic() - t_start)
+        log('README.md benchmark block updated')
+    log('done in %.1f min: %s' % ((time.monotonic() - t_start) / 60, out / 'results.md'))
+    print(headline_table(results, scenarios))
+    if failed_start:
+        log('servers that did not start: %s' % ', '.join(failed_start))
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
