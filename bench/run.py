@@ -11,6 +11,9 @@ Environment:
   BENCH_SCENARIOS=light,idle    scenarios to run (light, saturation, fanout, idle, pubrate)
   BENCH_THREAD_STACK=131072     mod_sse's ThreadStackSize
   BENCH_OUT=dir                 where results go; default bench/results for a full run, else bench/work/results
+
+`run.py --report DIR` renders DIR/results.md and the plots again from DIR/results.json without running anything
+(and the README block too when DIR is bench/results).
 """
 import datetime
 import json
@@ -275,6 +278,8 @@ class ModSse(Server):
             'MaxKeepAliveRequests 0',
             'KeepAliveTimeout 60',
             'ListenBacklog 4096',
+            # the graceful stop at the end of a run waits at most this long for streams to end
+            'GracefulShutdownTimeout 10',
             # one listening socket per child (SO_REUSEPORT): the kernel spreads connections evenly, where a
             # shared socket lets one child take most, and a child refuses streams past 90 % of its threads
             'ListenCoresBucketsRatio 1',
@@ -301,6 +306,9 @@ class ModSse(Server):
         # every worker thread started, or the first subscribers would wait on threads being created
         want = self.children * self.threads_per_child()
         return thread_count(proc_tree(self.pid)) >= want
+
+    def stop_signal(self):
+        return signal.SIGWINCH    # httpd's graceful-stop
 
     def sub_path(self):
         return '/sub/' + CHANNEL
@@ -562,8 +570,7 @@ def scenario_table(name, sc, results):
                          fmt(res['latency_p50_ms']), fmt(res['latency_p90_ms']), fmt(res['latency_p99_ms']),
                          fmt(res['latency_p999_ms']), fmt(res['latency_max_ms']),
                          fmt(res['deliveries_per_s']), fmt(res.get('events_per_read')), fmt(res['server_cpu_s']),
-                         fmt(res['server_cpu_us_per_delivery']), fmt(res['client_cpu_s']),
-                         fmt(res.get('machine_cpu_s'))])
+                         fmt(res['server_cpu_us_per_delivery']), fmt(res['client_cpu_s'])])
         elif kind == 'idle':
             rows.append([LABELS[srv], '%s/%s' % (fmt(res['subs_connected']), fmt(res['subs_requested'])),
                          fmt(res['connect_s']), fmt(res['server_procs']),
@@ -575,12 +582,11 @@ def scenario_table(name, sc, results):
             rows.append([LABELS[srv], fmt(res['publishes_per_s']), fmt(res['published']),
                          fmt(res['publish_errors']), fmt(res['publish_p50_ms']), fmt(res['publish_p99_ms']),
                          fmt(res['publish_max_ms']), fmt(res['server_cpu_us_per_publish']),
-                         fmt(res['client_cpu_s']), fmt(res.get('machine_cpu_s'))])
+                         fmt(res['client_cpu_s'])])
     if kind == 'fanout':
         cols = ['server', 'subs', 'published (rate)', 'pub errors', 'received/expected', 'loss', 'dups',
                 'out of order', 'dropped subs', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms',
-                'deliveries/s', 'events/read', 'server CPU s', 'CPU µs/delivery', 'client CPU s',
-                'machine CPU s']
+                'deliveries/s', 'events/read', 'server CPU s', 'CPU µs/delivery', 'client CPU s']
         desc = '%s subscribers, %s messages of 100 bytes at %s/s' % (
             fmt(sc['subs']), fmt(sc['messages']), fmt(sc['rate']))
     elif kind == 'idle':
@@ -589,7 +595,7 @@ def scenario_table(name, sc, results):
         desc = '%s idle subscribers, memory sampled 3 s after the last connected' % fmt(sc['subs'])
     else:
         cols = ['server', 'publishes/s', 'published', 'errors', 'p50 ms', 'p99 ms', 'max ms',
-                'CPU µs/publish', 'client CPU s', 'machine CPU s']
+                'CPU µs/publish', 'client CPU s']
         desc = '%d keep-alive connections publishing 100-byte messages as fast as answered for %s s' % (
             sc['conns'], fmt(sc['duration']))
     return '### %s — %s\n\n%s.\n\n%s\n' % (name, sc['what'], desc, table(cols, rows)) + NOTES.get(kind, '')
@@ -599,7 +605,7 @@ NOTES = {
     'fanout': '\n"published (rate)" is the publish rate achieved against the schedule; "dropped subs" counts '
               'disconnects, over-capacity answers and non-200 answers; "events/read" is how many events the '
               'client found per read() (above 1 when a server writes several queued events at once); '
-              'server and machine CPU cover the publishing and delivery phase, client CPU the whole run.\n',
+              'server CPU covers the publishing and delivery phase, client CPU the whole run.\n',
     'idle': '\nPSS splits pages shared between processes (httpd children, nginx workers), so its sum over the '
             'server\'s processes is its real footprint; "all-in" is PSS after connecting divided by the '
             'subscribers, "added" the growth from connecting.\n',
@@ -644,7 +650,7 @@ def headline_table(results, scenarios):
 
 
 def header_md(h, took):
-    return ('Run %s on %d × %s, %.0f GB, Linux %s, in %.1f min%s. Versions: Apache %s with mod_sse %s; '
+    return ('Run %s on %d × %s, %.0f GB, Linux %s, in %.1f min%s. Versions: Apache %s with mod_sse (git %s); '
             'nginx %s with Nchan %s; better-sse %s on Node %s.' % (
                 h['date'], h['nproc'], h['cpu'], h['memory_gb'], h['kernel'], took / 60,
                 ' (BENCH_QUICK: scenarios 10× smaller)' if h['quick'] else '',
@@ -741,6 +747,7 @@ def plot(out, results):
         import matplotlib
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter, NullFormatter
     except ImportError:
         log('matplotlib missing (Debian: python3-matplotlib); no plots')
         return []
@@ -764,6 +771,9 @@ def plot(out, results):
         ax.set_title(title, fontsize=10)
         if log_scale:
             ax.set_yscale('log')
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        # plain numbers on the axis: no 6×10⁰ or 1e6 offsets
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: '{:,.0f}'.format(v) if v >= 10 else '%g' % v))
         ax.grid(axis='y', alpha=0.3)
 
     lat_scen = [s for s in ('light', 'saturation', 'fanout') if s in results]
@@ -816,7 +826,22 @@ def plot(out, results):
 
 # ---------------------------------------------------------------------------
 
+def report_only(out):
+    data = json.loads((out / 'results.json').read_text())
+    h, results, scenarios, took = data['header'], data['results'], data['scenarios'], data['took_s']
+    plots = plot(out, results)
+    write_markdown(out, h, scenarios, results, plots, took)
+    if out.resolve() == (BENCH / 'results').resolve():
+        update_readme(h, scenarios, results, plots, took)
+    log('rendered %s from %s' % (out / 'results.md', out / 'results.json'))
+    return 0
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == '--report':
+        return report_only(Path(sys.argv[2]))
+    if len(sys.argv) > 1:
+        sys.exit('usage: run.py [--report DIR]  (configured by BENCH_* environment variables, see the top of run.py)')
     t_start = time.monotonic()
     raise_nofile()
     if not CLIENT.exists():
@@ -882,9 +907,9 @@ def main():
             'results': results}
     (out / 'results.json').write_text(json.dumps(data, indent=1, ensure_ascii=False) + '\n')
     plots = plot(out, results)
-    write_markdown(out, h, scenarios, results, plots, time.monotonic() - t_start)
+    write_markdown(out, h, scenarios, results, plots, took)
     if full and out == BENCH / 'results':
-        update_readme(h, scenarios, results, plots, time.monotonic() - t_start)
+        update_readme(h, scenarios, results, plots, took)
         log('README.md benchmark block updated')
     log('done in %.1f min: %s' % ((time.monotonic() - t_start) / 60, out / 'results.md'))
     print(headline_table(results, scenarios))
