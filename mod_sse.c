@@ -249,7 +249,7 @@ static void sse_child_init(apr_pool_t *pchild, server_rec *s)
                               apr_pool_cleanup_null);
     threaded = mpm_value(AP_MPMQ_IS_THREADED, 0) != AP_MPMQ_NOT_SUPPORTED;
     rv = sse_notify_child_init(pchild, sse_store_wake_word(current_store),
-                               threaded, sse_fanout_round);
+                               child_row, threaded, sse_fanout_round);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, SSE_LOGNO(00007)
                      "cannot start the dispatcher thread");

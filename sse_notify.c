@@ -11,6 +11,12 @@
  * handler that may interrupt its wait, so there is no dispatcher, mutex or
  * condition: the stream thread waits on the shared word itself.
  *
+ * Waits and wakes use futex bitsets: a publish wakes every child, while a
+ * child's own stop or poke wakes only its own dispatcher. Waking the other
+ * children at a stop would make them end streams while their MPM may be
+ * closing busy sockets (an ungraceful stop), a race inside mpm_event that
+ * crashes the child.
+ *
  * Every wait has a timeout, so a lost wakeup costs at most one interval.
  * Without futexes (not Linux) waiters poll the word every 20 ms.
  */
@@ -42,16 +48,28 @@ static apr_uint32_t *shared_word;
 /* prefork: no dispatcher, the one stream thread waits on shared_word */
 static int single_threaded;
 
-/* Waits while *word == expected, at most timeout. */
+#define PUBLISH_BIT 0x80000000u
+/* this child's own bit; children beyond 31 rows share bits, which costs
+ * only a spurious wakeup */
+static apr_uint32_t own_bit = 1;
+
+/* Waits while *word == expected, at most timeout, for a publish or for
+ * this child's own wakeups. */
 static void word_wait(apr_uint32_t *word, apr_uint32_t expected,
                       apr_interval_time_t timeout)
 {
 #if SSE_HAVE_FUTEX
     struct timespec ts;
-    ts.tv_sec = (time_t)apr_time_sec(timeout);
-    ts.tv_nsec = (long)apr_time_usec(timeout) * 1000L;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)apr_time_sec(timeout);
+    ts.tv_nsec += (long)apr_time_usec(timeout) * 1000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
     /* EAGAIN (changed already), EINTR and ETIMEDOUT all mean "look again" */
-    syscall(SYS_futex, word, FUTEX_WAIT, expected, &ts, NULL, 0);
+    syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, &ts, NULL,
+            PUBLISH_BIT | own_bit);
 #else
     (void)word;
     (void)expected;
@@ -60,12 +78,13 @@ static void word_wait(apr_uint32_t *word, apr_uint32_t expected,
 #endif
 }
 
-static void word_wake_all(apr_uint32_t *word)
+static void word_wake(apr_uint32_t *word, apr_uint32_t bits)
 {
 #if SSE_HAVE_FUTEX
-    syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    syscall(SYS_futex, word, FUTEX_WAKE_BITSET, INT_MAX, NULL, NULL, bits);
 #else
     (void)word;
+    (void)bits;
 #endif
 }
 
@@ -78,8 +97,7 @@ static void wake_local(void)
 }
 
 /* The MPM marks a stop before it closes the sockets of busy workers (an
- * ungraceful stop) and before child_stopping runs: the writer must stop
- * touching those sockets at once, as their numbers may be reused. */
+ * ungraceful stop) and runs child_stopping right after. */
 static int mpm_stopping(void)
 {
     int state = AP_MPMQ_RUNNING;
@@ -95,17 +113,17 @@ static void *APR_THREAD_FUNC dispatch(apr_thread_t *thread, void *arg)
         apr_uint32_t now;
         int changed;
         word_wait(shared_word, last, apr_time_from_sec(1));
-        if (mpm_stopping()) {
-            sse_notify_stop();
-            break;
-        }
         now = __atomic_load_n(shared_word, __ATOMIC_ACQUIRE);
         changed = now != last;
-        if (changed) {
-            last = now;
-            wake_local();
+        last = now;
+        if (stopping) break;
+        if (mpm_stopping()) {
+            /* stand still until child_stopping: an ungraceful stop is
+             * closing busy sockets now, and no stream may end meanwhile */
+            continue;
         }
-        if (dispatch_round && !stopping) dispatch_round(changed, 0);
+        if (changed) wake_local();
+        if (dispatch_round) dispatch_round(changed, 0);
     }
     if (dispatch_round) dispatch_round(0, 1);
     apr_thread_exit(thread, APR_SUCCESS);
@@ -125,12 +143,13 @@ static apr_status_t join_dispatcher(void *unused)
 }
 
 apr_status_t sse_notify_child_init(apr_pool_t *pchild, apr_uint32_t *word,
-                                   int threaded_mpm,
+                                   int row, int threaded_mpm,
                                    sse_notify_round_fn *round)
 {
     apr_pool_t *forever;
     apr_status_t rv;
     shared_word = word;
+    own_bit = 1u << ((row < 0 ? 0 : row) % 31);
     stopping = 0;
     local_generation = 0;
     single_threaded = !threaded_mpm;
@@ -160,8 +179,8 @@ void sse_notify_stop(void)
         wake_local();
     }
     if (shared_word) {
-        /* gets our waiter out of FUTEX_WAIT; other processes look again */
-        word_wake_all(shared_word);
+        /* gets our own waiter out of FUTEX_WAIT, no other child's */
+        word_wake(shared_word, own_bit);
     }
 }
 
@@ -199,12 +218,11 @@ void sse_notify_wait(apr_uint32_t *seen, apr_interval_time_t timeout)
 
 void sse_notify_poke(void)
 {
-    /* every child's dispatcher wakes; the others find nothing to do */
-    if (shared_word) word_wake_all(shared_word);
+    if (shared_word) word_wake(shared_word, own_bit);
 }
 
 void sse_notify_all(apr_uint32_t *word)
 {
     __atomic_add_fetch(word, 1, __ATOMIC_RELEASE);
-    word_wake_all(word);
+    word_wake(word, FUTEX_BITSET_MATCH_ANY);
 }

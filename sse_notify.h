@@ -12,14 +12,14 @@
 typedef void sse_notify_round_fn(int changed, int stopping);
 
 /* Starts this child's dispatcher thread, which waits on the store's wake
- * word, wakes local stream threads and runs round (may be NULL).
- * threaded_mpm is zero for prefork, which stops children from a signal
- * handler. */
+ * word, wakes local stream threads and runs round (may be NULL). row is
+ * the child's row in the store (its own wakeups). threaded_mpm is zero for
+ * prefork, which stops children from a signal handler. */
 apr_status_t sse_notify_child_init(apr_pool_t *pchild, apr_uint32_t *word,
-                                   int threaded_mpm,
+                                   int row, int threaded_mpm,
                                    sse_notify_round_fn *round);
 
-/* Makes the dispatchers run a round now, without a change. */
+/* Makes this child's dispatcher run a round now, without a change. */
 void sse_notify_poke(void);
 
 /* Tells every local stream to end (child_stopping). */

@@ -373,7 +373,6 @@ static apr_status_t write_pending(stream_ctx *sc)
     }
     free(sc->parked.pending);
     sc->parked.pending = NULL;
-    if (rv != APR_SUCCESS) sc->c->aborted = 1;
     return rv;
 }
 
@@ -401,7 +400,9 @@ static apr_status_t park(stream_ctx *sc, int keepalive_sec, apr_uint32_t seen)
     case SSE_PARK_SLOW:
         return write_pending(sc);
     case SSE_PARK_GONE:
-        sc->c->aborted = 1;
+        /* like client_gone: c->aborted would send mpm_event down a path
+         * that frees the connection while an ungraceful stop may still
+         * close its socket (close_worker_sockets) */
         return APR_ECONNABORTED;
     case SSE_PARK_INPUT:
         sc->may_park = 0;

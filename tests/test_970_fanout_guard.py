@@ -135,3 +135,27 @@ def test_2000_subscribers_lose_nothing(httpd_factory):
             s.sock.close()
         sel.close()
     assert wait_until(lambda: srv.status()['subscribers'] == 0, 15, 0.2), srv.status()
+
+
+# An ungraceful stop (SIGTERM) while hundreds of clients have just gone away:
+# no child may crash. mpm_event closes busy workers' sockets before it runs
+# child_stopping, without any lock; streams that end during that loop free
+# connections it is about to touch. Before the dispatcher learnt to stand
+# still during a stop, this crashed a child in about half of the rounds.
+def test_sigterm_after_mass_disconnect_crashes_nothing(httpd_factory):
+    for rnd in range(3):
+        srv = httpd_factory.start('term%d' % rnd, mpm_conf=GUARD_MPM, expect_children=2,
+                                  global_extra=['SSEMaxSubscribers 2600'])
+        sel = selectors.DefaultSelector()
+        ch = uniq('term')
+        subs = [Subscriber(srv.port, '/quiet/%s' % ch) for _ in range(400)]
+        for s in subs:
+            sel.register(s.sock, selectors.EVENT_WRITE, s)
+        pump(sel, 1.0)
+        assert wait_until(lambda: srv.status()['writer_streams'] == 400, 15, 0.1), srv.status()
+        for s in subs:
+            s.sock.close()
+        sel.close()
+        assert srv.stop(), 'round %d: httpd did not stop' % rnd
+        crashes = [l for l in srv.read_log().splitlines() if 'Segmentation' in l or 'exit signal' in l]
+        assert not crashes, 'round %d:\n%s' % (rnd, '\n'.join(crashes))
