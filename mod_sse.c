@@ -14,6 +14,7 @@
 #include "apr_strings.h"
 #include "http_main.h"
 #include "http_core.h"
+#include "http_request.h"
 #include "ap_mpm.h"
 #include "mpm_common.h"
 #include "util_mutex.h"
@@ -291,6 +292,32 @@ static int sse_monitor(apr_pool_t *p, server_rec *s)
     return DECLINED;
 }
 
+/* Streams and the admin API are not files: skip the directory walk, which
+ * would stat every component of the URI under DocumentRoot and look for
+ * .htaccess files on each request (mod_proxy does the same). httpd resets
+ * the per-directory config before map_to_storage, so the <Location>'s
+ * handler is noted at translate_name. <Location> sections, Require
+ * included, still apply. */
+static int sse_note_virtual(request_rec *r)
+{
+    core_dir_config *d = ap_get_core_module_config(r->per_dir_config);
+    const char *handler = NULL, *err = NULL;
+    if (d && d->expr_handler) {
+        handler = ap_expr_str_exec(r, d->expr_handler, &err);
+    }
+    if (handler && (!strcmp(handler, "sse-stream")
+                    || !strcmp(handler, "sse-admin"))) {
+        ap_set_module_config(r->request_config, &sse_module, (void *)1);
+    }
+    return DECLINED;
+}
+
+static int sse_map_to_storage(request_rec *r)
+{
+    return ap_get_module_config(r->request_config, &sse_module) ? OK
+                                                                : DECLINED;
+}
+
 static void sse_register_hooks(apr_pool_t *p)
 {
     (void)p;
@@ -303,6 +330,8 @@ static void sse_register_hooks(apr_pool_t *p)
     ap_hook_child_stopping(sse_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
 #endif
     ap_hook_monitor(sse_monitor, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_translate_name(sse_note_virtual, NULL, NULL, APR_HOOK_FIRST);
+    ap_hook_map_to_storage(sse_map_to_storage, NULL, NULL, APR_HOOK_FIRST);
     sse_stream_register_hooks();
     sse_admin_register_hooks();
 }

@@ -272,11 +272,16 @@ const command_rec sse_cmds[] = {
 const char *sse_config_path_remainder(const request_rec *r)
 {
     const sse_dir_conf *dc = sse_config_dir(r);
+    /* a <Location> without mod_sse directives has no config of ours, but
+     * core always knows the section that matched last */
+    const core_dir_config *core = ap_get_core_module_config(r->per_dir_config);
+    const char *location = dc && dc->location ? dc->location
+                                              : core ? core->d : NULL;
     const char *rest = NULL;
-    if (dc && dc->location && dc->location[0] == '/') {
-        apr_size_t n = strlen(dc->location);
-        while (n > 1 && dc->location[n - 1] == '/') n--;
-        if (!strncmp(r->uri, dc->location, n)
+    if (location && location[0] == '/') {
+        apr_size_t n = strlen(location);
+        while (n > 1 && location[n - 1] == '/') n--;
+        if (!strncmp(r->uri, location, n)
             && (r->uri[n] == '/' || r->uri[n] == '\0' || n == 1)) {
             rest = r->uri + n;
         }

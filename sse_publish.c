@@ -77,7 +77,10 @@ void sse_publish_events(apr_pool_t *p, const char *channel,
     switch (sse_store_publish(st, channel, frames, lens, events->nelts,
                               &result->first_id, &result->subscribers)) {
     case SSE_OK:
-        sse_notify_all(sse_store_wake_word(st));
+        /* Subscribing and publishing both hold the store lock, so a stream
+         * that was not counted here subscribed after this event and never
+         * waits for it: with nobody to wake, no child is disturbed. */
+        if (result->subscribers) sse_notify_all(sse_store_wake_word(st));
         return;
     case SSE_MEMORY_FULL:
         refuse(result, HTTP_INSUFFICIENT_STORAGE, "shared memory is full: "
