@@ -77,13 +77,18 @@ static struct {
 
 static struct sockaddr_in server_addr;
 
+static void vnote(const char *fmt, va_list ap)
+{
+    fprintf(stderr, "sse_load: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+}
+
 static void die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "sse_load: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    vnote(fmt, ap);
     va_end(ap);
     exit(1);
 }
@@ -92,9 +97,7 @@ static void note(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "sse_load: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    vnote(fmt, ap);
     va_end(ap);
 }
 
