@@ -3,25 +3,15 @@
 set -e
 cd "$(dirname "$0")"
 need=""
-[ -x /usr/sbin/apache2 ] || need="$need apache2"
-command -v apxs >/dev/null 2>&1 || need="$need apache2-dev"
 command -v nginx >/dev/null 2>&1 || need="$need nginx-light"
 [ -f /usr/lib/nginx/modules/ngx_nchan_module.so ] || need="$need libnginx-mod-nchan"
 /usr/bin/python3 -c 'import matplotlib' 2>/dev/null || need="$need python3-matplotlib"
 command -v node >/dev/null 2>&1 || need="$need nodejs"
 command -v npm >/dev/null 2>&1 || need="$need npm"
-command -v cc >/dev/null 2>&1 || need="$need gcc"
-command -v curl >/dev/null 2>&1 || need="$need curl"
-if [ -n "$need" ]; then
-    echo "bench: installing:$need"
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -qq
-    # shellcheck disable=SC2086
-    $SUDO apt-get install -y -qq $need >/dev/null
-    # Debian may start its own nginx/apache2 on port 80; the bench uses ports 18790-18792 and leaves them be.
-fi
+# what building mod_sse needs, plus the above; Debian may start its own
+# nginx on port 80, the bench uses ports 18790-18792 and leaves it be
+# shellcheck disable=SC2086
+sh ../scripts/install-deps.sh $need
 # the lock file pins better-sse; a copy of another version is replaced
 want=$(sed -n 's/.*"better-sse": *"\([^"]*\)".*/\1/p' better-sse/package.json)
 have=$(sed -n 's/^  "version": *"\([^"]*\)".*/\1/p' better-sse/node_modules/better-sse/package.json 2>/dev/null || true)

@@ -1,6 +1,7 @@
 #!/bin/sh
 # install-deps.sh - installs from Debian what building, testing and the demo
-# need, when missing. Needs root (or sudo) only when something is missing.
+# need, when missing, plus any packages named as arguments (bench/setup.sh
+# passes the ones it found missing). Needs root (or sudo) only then.
 set -e
 need=""
 command -v apxs >/dev/null 2>&1 || need="$need apache2-dev"
@@ -10,6 +11,7 @@ command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v cc >/dev/null 2>&1 || need="$need gcc"
 /usr/bin/python3 -c 'import pytest' 2>/dev/null || need="$need python3-pytest"
 /usr/bin/python3 -c 'import requests' 2>/dev/null || need="$need python3-requests"
+for extra in "$@"; do need="$need $extra"; done
 [ -z "$need" ] && exit 0
 echo "installing:$need"
 SUDO=""
