@@ -184,7 +184,10 @@ static void hand_back_feed(feed *f, sse_park_end why)
 static int write_framed(sse_parked *p, const char *data, apr_size_t len,
                         apr_time_t now)
 {
-    char head[24];
+    /* only the dispatcher thread writes, so one cache is enough */
+    static char head[24];
+    static apr_size_t head_for = (apr_size_t)-1;
+    static size_t head_len;
     struct iovec iov[3];
     struct msghdr msg;
     apr_size_t total = 0, sent, skip;
@@ -192,10 +195,16 @@ static int write_framed(sse_parked *p, const char *data, apr_size_t len,
     int i, niov = 0;
 
     if (p->chunked) {
-        int hl = apr_snprintf(head, sizeof(head), "%" APR_UINT64_T_HEX_FMT
-                              "\r\n", (apr_uint64_t)len);
+        /* every subscriber of a feed usually gets the same length: format
+         * its chunk header once, not once per socket */
+        if (len != head_for) {
+            head_len = (size_t)apr_snprintf(head, sizeof(head), "%"
+                                            APR_UINT64_T_HEX_FMT "\r\n",
+                                            (apr_uint64_t)len);
+            head_for = len;
+        }
         iov[niov].iov_base = head;
-        iov[niov++].iov_len = (size_t)hl;
+        iov[niov++].iov_len = head_len;
     }
     iov[niov].iov_base = (void *)data;
     iov[niov++].iov_len = len;
