@@ -186,7 +186,7 @@ void sse_notify_stop(void)
 
 int sse_notify_stopping(void)
 {
-    return stopping != 0;
+    return stopping != 0 || mpm_stopping();
 }
 
 apr_uint32_t sse_notify_generation(void)

@@ -24,6 +24,8 @@ void sse_notify_poke(void);
 
 /* Tells every local stream to end (child_stopping). */
 void sse_notify_stop(void);
+/* Non-zero once this child stops: told so, or the MPM says so (prefork
+ * shows its stop only there). */
 int sse_notify_stopping(void);
 
 /* Local change counter: read it before checking the store, then pass it

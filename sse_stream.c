@@ -243,14 +243,6 @@ static int client_gone(stream_ctx *sc)
     }
 }
 
-static int child_stopping(void)
-{
-    int state = AP_MPMQ_RUNNING;
-    if (sse_notify_stopping()) return 1;
-    ap_mpm_query(AP_MPMQ_MPM_STATE, &state);
-    return state == AP_MPMQ_STOPPING;
-}
-
 /* Adds an sse-reset event telling the client what it missed. */
 static void add_reset(stream_ctx *sc, sse_resume why, apr_uint64_t id,
                       const char *last_id_text)
@@ -415,7 +407,7 @@ static apr_status_t park(stream_ctx *sc, int keepalive_sec, apr_uint32_t seen)
 static const char *stream_end_reason(apr_status_t rv)
 {
     return rv == APR_EOF ? "channel deleted"
-         : child_stopping() ? "child stopping"
+         : sse_notify_stopping() ? "child stopping"
          : "client gone";
 }
 
@@ -440,7 +432,7 @@ static int run_stream(stream_ctx *sc, sse_resume resume,
     }
     sc->may_park = rv == APR_SUCCESS && stream_may_park(sc);
     while (rv == APR_SUCCESS) {
-        if (child_stopping()) {
+        if (sse_notify_stopping()) {
             add_bytes(sc, ": server restarting\n\n", 21);
             flush_out(sc);
             break;
