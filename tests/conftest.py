@@ -45,6 +45,7 @@ def sse(built, base_dir):
     srv.start(expect_children=2)
     yield srv
     sse_env.close_all_streams()
+    srv.quiesce()
     ok = srv.stop()
     crashes = srv.crash_lines()
     assert ok, 'main server did not exit within 10s of SIGTERM (%s)' % srv.dir
