@@ -29,6 +29,8 @@
 #include "sse_publish.h"
 #include "sse_stream.h"
 #include "sse_admin.h"
+#include "sse_location.h"
+#include "sse_access.h"
 
 #define SSE_MUTEX_TYPE    "sse-store"
 #define SSE_RETAINED_KEY  "mod_sse-store"
@@ -95,9 +97,28 @@ static apr_uint32_t default_max_per_child(void)
     return (apr_uint32_t)(threads - reserve);
 }
 
+/* The store's shape from the configuration: a child row per process the
+ * MPM may run at once, plus slack for rows of exited children not yet
+ * reaped, and a client table for every stream the server may hold. */
+static void store_geometry(const sse_server_conf *conf,
+                           sse_store_geometry *geo)
+{
+    apr_uint32_t daemons = (apr_uint32_t)mpm_value(AP_MPMQ_HARD_LIMIT_DAEMONS,
+                                                   1);
+    apr_uint32_t threads = (apr_uint32_t)mpm_value(AP_MPMQ_HARD_LIMIT_THREADS,
+                                                   1);
+    geo->size = conf->shm_size;
+    geo->max_channels = conf->max_channels;
+    geo->max_children = daemons + 2;
+    geo->max_streams = daemons * threads;
+    if (conf->max_subscribers > 0
+        && (apr_uint32_t)conf->max_subscribers > geo->max_streams) {
+        geo->max_streams = (apr_uint32_t)conf->max_subscribers;
+    }
+}
+
 static apr_status_t create_store(sse_retained *kept, server_rec *s,
-                                 const sse_server_conf *conf,
-                                 apr_uint32_t max_children)
+                                 const sse_store_geometry *geo)
 {
     apr_pool_t *pool;
     apr_global_mutex_t *mutex;
@@ -115,8 +136,7 @@ static apr_status_t create_store(sse_retained *kept, server_rec *s,
         apr_pool_destroy(pool);
         return rv;
     }
-    rv = sse_store_create(&store, pool, conf->shm_size, conf->max_channels,
-                          max_children,
+    rv = sse_store_create(&store, pool, geo,
                           ap_runtime_dir_relative(pool, "sse-store.shm"),
                           mutex, &why);
     if (rv != APR_SUCCESS) {
@@ -127,8 +147,9 @@ static apr_status_t create_store(sse_retained *kept, server_rec *s,
     }
     if (kept->pool) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, SSE_LOGNO(00003)
-                     "store size or channel count changed: the store was "
-                     "recreated and its history dropped");
+                     "store size, channel count, server limits or mod_sse's "
+                     "store layout changed: the store was recreated and its "
+                     "history dropped");
         /* children of older generations keep their own mapping */
         apr_pool_destroy(kept->pool);
     }
@@ -143,11 +164,13 @@ static int sse_check_config(apr_pool_t *pconf, apr_pool_t *plog,
                             apr_pool_t *ptemp, server_rec *s)
 {
     const sse_server_conf *conf = sse_config_server(s);
-    apr_uint64_t need = sse_store_min_size(conf->max_channels,
-                         (apr_uint32_t)mpm_value(AP_MPMQ_HARD_LIMIT_DAEMONS, 1) + 2);
+    sse_store_geometry geo;
+    apr_uint64_t need;
     (void)pconf;
     (void)plog;
     (void)ptemp;
+    store_geometry(conf, &geo);
+    need = sse_store_min_size(&geo);
     if (need > conf->shm_size) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, SSE_LOGNO(00009)
                      "SSESharedMemorySize %" APR_SIZE_T_FMT " is too small "
@@ -165,7 +188,7 @@ static int sse_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     const sse_server_conf *conf = sse_config_server(s);
     sse_retained *kept;
     sse_store_limits limits;
-    apr_uint32_t max_children;
+    sse_store_geometry geo;
     (void)pconf;
     (void)plog;
     (void)ptemp;
@@ -175,18 +198,15 @@ static int sse_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
         return OK;
     }
-    /* a row per process the MPM may run at once, plus slack for rows of
-     * exited children not yet reaped */
-    max_children = (apr_uint32_t)mpm_value(AP_MPMQ_HARD_LIMIT_DAEMONS, 1) + 2;
+    store_geometry(conf, &geo);
     kept = ap_retained_data_get(SSE_RETAINED_KEY);
     if (!kept) {
         kept = ap_retained_data_create(SSE_RETAINED_KEY, sizeof(*kept));
     }
-    if (!kept->store
-        || !sse_store_has_geometry(kept->store, conf->shm_size,
-                                   conf->max_channels, max_children)) {
-        if (create_store(kept, s, conf, max_children) != APR_SUCCESS) {
-            if (!kept->store) {
+    if (!kept->store || !sse_store_has_geometry(kept->store, &geo)) {
+        if (create_store(kept, s, &geo) != APR_SUCCESS) {
+            /* a store of another mod_sse version cannot be used at all */
+            if (!kept->store || !sse_store_is_current(kept->store)) {
                 return HTTP_INTERNAL_SERVER_ERROR;
             }
             /* a restart must not take a running server down */
@@ -202,14 +222,22 @@ static int sse_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                              : default_max_subscribers();
     limits.max_per_channel = (apr_uint32_t)conf->max_per_channel;
     limits.max_per_child = default_max_per_child();
+    /* one address may hold a tenth of the server, so no single client
+     * takes every slot; addresses shared by many users (NAT, proxies
+     * without mod_remoteip) need a higher SSEMaxStreamsPerClient */
+    limits.max_per_client = conf->max_per_client > 0
+                            ? (apr_uint32_t)conf->max_per_client
+                            : limits.max_subscribers / 10 > 16
+                              ? limits.max_subscribers / 10 : 16;
     sse_store_set_limits(kept->store, &limits);
     current_store = kept->store;
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, SSE_LOGNO(00004)
                  "mod_sse %s: store of %" APR_SIZE_T_FMT " bytes, %u "
-                 "channels, history %u, max %u subscribers (%u per child)",
+                 "channels, history %u, max %u subscribers (%u per child, "
+                 "%u per client address)",
                  MOD_SSE_VERSION, conf->shm_size, conf->max_channels,
                  limits.history_size, limits.max_subscribers,
-                 limits.max_per_child);
+                 limits.max_per_child, limits.max_per_client);
     return OK;
 }
 
@@ -292,32 +320,6 @@ static int sse_monitor(apr_pool_t *p, server_rec *s)
     return DECLINED;
 }
 
-/* Streams and the admin API are not files: skip the directory walk, which
- * would stat every component of the URI under DocumentRoot and look for
- * .htaccess files on each request (mod_proxy does the same). httpd resets
- * the per-directory config before map_to_storage, so the <Location>'s
- * handler is noted at translate_name. <Location> sections, Require
- * included, still apply. */
-static int sse_note_virtual(request_rec *r)
-{
-    core_dir_config *d = ap_get_core_module_config(r->per_dir_config);
-    const char *handler = NULL, *err = NULL;
-    if (d && d->expr_handler) {
-        handler = ap_expr_str_exec(r, d->expr_handler, &err);
-    }
-    if (handler && (!strcmp(handler, "sse-stream")
-                    || !strcmp(handler, "sse-admin"))) {
-        ap_set_module_config(r->request_config, &sse_module, (void *)1);
-    }
-    return DECLINED;
-}
-
-static int sse_map_to_storage(request_rec *r)
-{
-    return ap_get_module_config(r->request_config, &sse_module) ? OK
-                                                                : DECLINED;
-}
-
 static void sse_register_hooks(apr_pool_t *p)
 {
     (void)p;
@@ -330,8 +332,8 @@ static void sse_register_hooks(apr_pool_t *p)
     ap_hook_child_stopping(sse_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
 #endif
     ap_hook_monitor(sse_monitor, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_translate_name(sse_note_virtual, NULL, NULL, APR_HOOK_FIRST);
-    ap_hook_map_to_storage(sse_map_to_storage, NULL, NULL, APR_HOOK_FIRST);
+    sse_location_register_hooks();
+    sse_access_register_hooks();
     sse_stream_register_hooks();
     sse_admin_register_hooks();
 }

@@ -6,7 +6,9 @@
  *   GET    channels             all channels
  *   GET    status               server totals
  *
- * Access control is httpd's (Require on the location). Every answer,
+ * Access control is httpd's (Require on the location); sse_access.c adds
+ * the refusal of other sites' pages. Paths are relative to the <Location>
+ * that set the handler, whatever sections nest below it. Every answer,
  * errors included, is JSON, and a refused request changes nothing.
  */
 #include "apr_strings.h"
@@ -25,6 +27,8 @@
 #include "sse_notify.h"
 #include "sse_publish.h"
 #include "sse_admin.h"
+#include "sse_location.h"
+#include "sse_access.h"
 
 /* A JSON publish may be this many times SSEMaxMessageSize: room for
  * escaping and for batches. */
@@ -335,13 +339,26 @@ static int server_status(request_rec *r, sse_store *st)
 
 static int sse_admin_handler(request_rec *r)
 {
-    const char *path;
+    const char *path, *why;
     sse_store *st;
+    int status;
 
-    if (!r->handler || strcmp(r->handler, "sse-admin")) {
+    if (!r->handler || strcmp(r->handler, SSE_HANDLER_ADMIN)) {
         return DECLINED;
     }
-    path = sse_config_path_remainder(r);
+    if ((status = sse_location_check(r, &why)) != OK) {
+        if (status != HTTP_INTERNAL_SERVER_ERROR) {
+            return reply_error(r, status, why);
+        }
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, SSE_LOGNO(00204)
+                      "%s", why);
+        return reply_error(r, status, "the admin API is not configured "
+                           "here (see the error log)");
+    }
+    if ((why = sse_access_admin_origin(r))) {
+        return reply_error(r, HTTP_FORBIDDEN, why);
+    }
+    path = sse_location_of(r)->rest;
     if (!(st = sse_current_store())) {
         return reply_error(r, HTTP_SERVICE_UNAVAILABLE,
                            "the event store is not available (see the "

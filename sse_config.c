@@ -29,8 +29,8 @@ void *sse_create_server_conf(apr_pool_t *p, server_rec *s)
 
 void *sse_create_dir_conf(apr_pool_t *p, char *dir)
 {
+    (void)dir;
     sse_dir_conf *conf = apr_pcalloc(p, sizeof(*conf));
-    conf->location = dir;
     conf->channels = NULL;
     conf->autocreate = -1;
     conf->retry_ms = -1;
@@ -45,8 +45,9 @@ void *sse_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
 {
     const sse_dir_conf *base = basev, *add = addv;
     sse_dir_conf *conf = apr_pcalloc(p, sizeof(*conf));
-    conf->location = add->location ? add->location : base->location;
     conf->channels = add->channels ? add->channels : base->channels;
+    conf->cors_origins = add->cors_origins ? add->cors_origins
+                                           : base->cors_origins;
     conf->autocreate = SSE_MERGE(autocreate, -1);
     conf->retry_ms = SSE_MERGE(retry_ms, -1);
     conf->keepalive_sec = SSE_MERGE(keepalive_sec, -1);
@@ -178,6 +179,10 @@ static const char *set_server_count(cmd_parms *cmd, void *dc, const char *arg)
         if ((err = parse_count(cmd, arg, 1, 10000000, &v))) return err;
         conf->max_subscribers = (int)v;
     }
+    else if (!strcasecmp(name, "SSEMaxStreamsPerClient")) {
+        if ((err = parse_count(cmd, arg, 1, 10000000, &v))) return err;
+        conf->max_per_client = (int)v;
+    }
     else {
         if ((err = parse_count(cmd, arg, 0, 10000000, &v))) return err;
         conf->max_per_channel = (int)v;
@@ -188,21 +193,66 @@ static const char *set_server_count(cmd_parms *cmd, void *dc, const char *arg)
 static const char *set_channel(cmd_parms *cmd, void *dcv, const char *arg)
 {
     sse_dir_conf *dc = dcv;
+    sse_channel_pin *pin;
     const char *why;
     if (!cmd->path) {
-        return "SSEChannel belongs in a <Location> or <Directory> section";
-    }
-    if ((why = sse_channel_name_problem(arg, strlen(arg)))) {
-        return apr_psprintf(cmd->pool, "SSEChannel: '%s' %s", arg, why);
+        return "SSEChannel belongs in a <Location> section";
     }
     if (!dc->channels) {
-        dc->channels = apr_array_make(cmd->pool, 2, sizeof(const char *));
+        dc->channels = apr_array_make(cmd->pool, 2, sizeof(sse_channel_pin));
     }
     if (dc->channels->nelts >= SSE_MAX_STREAM_CHANNELS) {
         return apr_psprintf(cmd->pool, "SSEChannel: at most %d channels per "
                             "location", SSE_MAX_STREAM_CHANNELS);
     }
-    APR_ARRAY_PUSH(dc->channels, const char *) = arg;
+    pin = apr_array_push(dc->channels);
+    pin->text = arg;
+    pin->expr = NULL;
+    if (!strstr(arg, "%{")) {
+        if ((why = sse_channel_name_problem(arg, strlen(arg)))) {
+            return apr_psprintf(cmd->pool, "SSEChannel: '%s' %s", arg, why);
+        }
+        return NULL;
+    }
+    pin->expr = ap_expr_parse_cmd(cmd, arg, AP_EXPR_FLAG_STRING_RESULT, &why,
+                                  NULL);
+    if (why) {
+        return apr_psprintf(cmd->pool, "SSEChannel: cannot parse '%s' as an "
+                            "expression: %s", arg, why);
+    }
+    return NULL;
+}
+
+char *sse_origin_canonical(apr_pool_t *p, const char *origin)
+{
+    char *o = apr_pstrdup(p, origin);
+    char *port = ap_strrchr(o, ':');
+    ap_str_tolower(o);
+    /* the scheme's own colon is not a port */
+    if (port && port[1] != '/'
+        && ((!strncmp(o, "http://", 7) && !strcmp(port, ":80"))
+            || (!strncmp(o, "https://", 8) && !strcmp(port, ":443")))) {
+        *port = '\0';
+    }
+    return o;
+}
+
+static const char *set_cors_origins(cmd_parms *cmd, void *dcv,
+                                    const char *arg)
+{
+    sse_dir_conf *dc = dcv;
+    char *o = sse_origin_canonical(cmd->pool, arg);
+    const char *host = !strncmp(o, "http://", 7) ? o + 7
+                     : !strncmp(o, "https://", 8) ? o + 8 : NULL;
+    if (strcmp(o, "*") && (!host || !*host || strpbrk(host, "/?#@ "))) {
+        return apr_psprintf(cmd->pool, "SSECorsOrigins: '%s' is not an "
+                            "origin: write scheme://host[:port] (no path, no "
+                            "trailing slash) or *", arg);
+    }
+    if (!dc->cors_origins) {
+        dc->cors_origins = apr_array_make(cmd->pool, 2, sizeof(char *));
+    }
+    APR_ARRAY_PUSH(dc->cors_origins, const char *) = o;
     return NULL;
 }
 
@@ -252,9 +302,17 @@ const command_rec sse_cmds[] = {
     AP_INIT_TAKE1("SSEMaxSubscribersPerChannel", set_server_count, NULL,
                   RSRC_CONF, "subscribers per channel, 0 = no limit "
                   "(main server; default 0)"),
+    AP_INIT_TAKE1("SSEMaxStreamsPerClient", set_server_count, NULL,
+                  RSRC_CONF, "open streams one client address may hold "
+                  "(main server; default 10% of SSEMaxSubscribers, at "
+                  "least 16)"),
     AP_INIT_ITERATE("SSEChannel", set_channel, NULL, ACCESS_CONF,
-                    "channel(s) a stream location always serves "
-                    "(directory; repeatable)"),
+                    "channel(s) a stream location always serves: names or "
+                    "expressions such as \"user-%{REMOTE_USER}\" "
+                    "(Location; repeatable)"),
+    AP_INIT_ITERATE("SSECorsOrigins", set_cors_origins, NULL, ACCESS_CONF,
+                    "origins (scheme://host[:port]) or * whose pages may use "
+                    "this location from a browser (Location; default none)"),
     AP_INIT_FLAG("SSEAutoCreate", set_autocreate, NULL,
                  RSRC_CONF | ACCESS_CONF,
                  "On: subscribing creates unknown channels; Off: 404 "
@@ -268,27 +326,3 @@ const command_rec sse_cmds[] = {
                   "(server, directory; default 15)"),
     { NULL }
 };
-
-const char *sse_config_path_remainder(const request_rec *r)
-{
-    const sse_dir_conf *dc = sse_config_dir(r);
-    /* a <Location> without mod_sse directives has no config of ours, but
-     * core always knows the section that matched last */
-    const core_dir_config *core = ap_get_core_module_config(r->per_dir_config);
-    const char *location = dc && dc->location ? dc->location
-                                              : core ? core->d : NULL;
-    const char *rest = NULL;
-    if (location && location[0] == '/') {
-        apr_size_t n = strlen(location);
-        while (n > 1 && location[n - 1] == '/') n--;
-        if (!strncmp(r->uri, location, n)
-            && (r->uri[n] == '/' || r->uri[n] == '\0' || n == 1)) {
-            rest = r->uri + n;
-        }
-    }
-    if (!rest) {
-        rest = r->path_info ? r->path_info : "";
-    }
-    while (*rest == '/') rest++;
-    return rest;
-}

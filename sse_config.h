@@ -6,6 +6,7 @@
 
 #include "httpd.h"
 #include "http_config.h"
+#include "ap_expr.h"
 
 #define SSE_DEFAULT_SHM_SIZE        (32 * 1024 * 1024)
 #define SSE_MIN_SHM_SIZE            (64 * 1024)
@@ -26,12 +27,21 @@ typedef struct {
     apr_size_t max_message_size;  /* SSEMaxMessageSize */
     int max_subscribers;          /* SSEMaxSubscribers, 0 = derived */
     int max_per_channel;          /* SSEMaxSubscribersPerChannel, 0 = none */
+    int max_per_client;           /* SSEMaxStreamsPerClient, 0 = derived */
 } sse_server_conf;
+
+/* One SSEChannel: a fixed name, or an expression evaluated per request
+ * after authentication ("user-%{REMOTE_USER}"). */
+typedef struct {
+    const char *text;             /* as configured */
+    ap_expr_info_t *expr;         /* NULL for a fixed name */
+} sse_channel_pin;
 
 /* Per-location settings of sse-stream. -1 means "not set here". */
 typedef struct {
-    const char *location;         /* <Location> path, to find the remainder */
-    apr_array_header_t *channels; /* SSEChannel pins (const char *) */
+    apr_array_header_t *channels; /* SSEChannel pins (sse_channel_pin) */
+    apr_array_header_t *cors_origins; /* SSECorsOrigins: lower-case
+                                     "scheme://host[:port]" or "*" */
     int autocreate;               /* SSEAutoCreate */
     int retry_ms;                 /* SSERetry, -1 = don't send */
     int keepalive_sec;            /* SSEKeepAlive, 0 = off */
@@ -46,12 +56,12 @@ void *sse_merge_dir_conf(apr_pool_t *p, void *basev, void *addv);
 const sse_server_conf *sse_config_server(const server_rec *s);
 const sse_dir_conf *sse_config_dir(const request_rec *r);
 
+/* An origin as browsers write it in Origin: lower case, without the
+ * scheme's default port. */
+char *sse_origin_canonical(apr_pool_t *p, const char *origin);
+
 /* Effective values with defaults applied. */
 int sse_config_autocreate(const sse_dir_conf *dc);
 int sse_config_keepalive(const sse_dir_conf *dc);
-
-/* The request path after the <Location> of the handler (or path_info),
- * without leading slashes: "news" for /events/news under /events. */
-const char *sse_config_path_remainder(const request_rec *r);
 
 #endif /* SSE_CONFIG_H */

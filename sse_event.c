@@ -27,6 +27,12 @@ const char *sse_channel_name_problem(const char *name, apr_size_t len)
     if (len > SSE_CHANNEL_MAX) {
         return "is longer than 128 bytes";
     }
+    /* a channel is also a path segment (<location>/<channel>), and these
+     * two would name another URL */
+    if ((len == 1 && name[0] == '.')
+        || (len == 2 && name[0] == '.' && name[1] == '.')) {
+        return "may not be . or ..";
+    }
     for (i = 0; i < len; i++) {
         if (!channel_char_ok((unsigned char)name[i])) {
             return "may only contain A-Z a-z 0-9 _ - . : @ ~";
@@ -46,6 +52,12 @@ const char *sse_event_type_problem(const char *type, apr_size_t len)
     }
     if (!sse_utf8_valid(type, len)) {
         return "event type is not valid UTF-8";
+    }
+    if (len >= sizeof(SSE_RESERVED_PREFIX) - 1
+        && !memcmp(type, SSE_RESERVED_PREFIX,
+                   sizeof(SSE_RESERVED_PREFIX) - 1)) {
+        return "event types starting with \"" SSE_RESERVED_PREFIX "\" are "
+               "reserved for mod_sse (sse-reset)";
     }
     return NULL;
 }
@@ -98,6 +110,19 @@ int sse_retry_parse(const char *s, apr_size_t len, long *out)
     }
     *out = v;
     return 0;
+}
+
+char *sse_printable(apr_pool_t *p, const char *s, apr_size_t len)
+{
+    apr_size_t n = len > 64 ? 64 : len, i;
+    char *out = apr_palloc(p, n + 4);
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[i] = (c >= 0x20 && c < 0x7f && c != '\'' && c != '"'
+                  && c != '<' && c != '>' && c != '&') ? (char)c : '?';
+    }
+    memcpy(out + n, len > n ? "..." : "", len > n ? 4 : 1);
+    return out;
 }
 
 apr_size_t sse_id_format(char *buf, apr_uint64_t id)

@@ -10,6 +10,8 @@
 #define SSE_MAX_STREAM_CHANNELS  64   /* channels on one stream */
 #define SSE_EVENT_TYPE_MAX       256  /* bytes in an event type */
 #define SSE_ID_TEXT_MAX          21   /* decimal uint64 plus NUL */
+/* Event types mod_sse sends itself (sse-reset); publishers may not. */
+#define SSE_RESERVED_PREFIX      "sse-"
 
 /* One event as a publisher gave it; data is raw, not yet split. */
 typedef struct {
@@ -23,7 +25,8 @@ typedef struct {
 /* NULL when name[0..len) is a valid channel name, else why not. */
 const char *sse_channel_name_problem(const char *name, apr_size_t len);
 
-/* NULL when the event type can go on an event: line, else why not. */
+/* NULL when a publisher may use the event type (it can go on an event:
+ * line and is not reserved), else why not. */
 const char *sse_event_type_problem(const char *type, apr_size_t len);
 
 /* Non-zero when s[0..len) is well-formed UTF-8 (no overlongs, no
@@ -33,6 +36,10 @@ int sse_utf8_valid(const char *s, apr_size_t len);
 /* Parses a retry value: ASCII digits only, at most 2^31-1.
  * Returns 0 on success, -1 otherwise. */
 int sse_retry_parse(const char *s, apr_size_t len, long *out);
+
+/* A copy of s[0..len) safe to show in an error message: at most 64
+ * bytes, anything but printable ASCII replaced by '?'. */
+char *sse_printable(apr_pool_t *p, const char *s, apr_size_t len);
 
 /* Writes id as decimal into buf (SSE_ID_TEXT_MAX bytes); returns length. */
 apr_size_t sse_id_format(char *buf, apr_uint64_t id);

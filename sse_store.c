@@ -1,36 +1,18 @@
-/* sse_store.c - channel table and message history in one shared-memory
- * segment, guarded by one global mutex.
+/* sse_store.c - channel table, subscriptions and message history in one
+ * shared-memory segment, guarded by one global mutex (the layout is in
+ * sse_store_layout.h, the crash repair in sse_store_repair.c).
  *
  * Created once by the parent from a pool that outlives restart generations,
  * so history and id numbering survive graceful restarts. Children inherit
- * the mapping through fork. Nothing in the segment is a pointer: only
- * indexes and offsets from its base.
- *
- * Segment layout (each part aligned to 64 bytes):
- *
- *   [ header | channels[max_channels] | children[max_children]
- *     | counts[max_children][max_channels] | blocks[nblocks] ]
- *
- * - channels: an open-addressing hash table keyed by the name's FNV-1a
- *   hash, linear probing; a deleted slot becomes a tombstone.
- * - children: one row per child process (pid), with per-channel subscriber
- *   counts in counts[row][slot]. A channel's subscriber count is the sum
- *   over live rows, so a crashed child's share disappears with its row.
- * - blocks: 256-byte blocks. A message is a chain of blocks whose first
- *   block starts with a msg_head; a channel's messages form a doubly
- *   linked list, oldest (head) to newest (tail). Free blocks form a list.
- *   Block 0 is never used, so 0 means "none".
+ * the mapping through fork.
  *
  * Messages are stored framed ("id: N\n" + fields + blank line): formatted
  * once at publish, copied as bytes by every subscriber.
  *
- * Locking and crashes: every locked section sets header->dirty first and
- * clears it last. A process killed inside one (Debian's robust mutex hands
- * the lock on silently) leaves dirty set, and the next holder repairs:
- * walks every list, cuts it at the first bad message, and rebuilds the free
- * list from what is still reachable. A message becomes visible only when it
- * is linked into its channel and the channel's newest_id is set, which
- * happens after it is fully written.
+ * Every locked section sets header->dirty first and clears it last; a
+ * message becomes visible only when it is linked into its channel and the
+ * channel's newest_id is set, after it is fully written. A holder that dies
+ * inside leaves dirty set for the next one to repair.
  */
 #include <string.h>
 #include <stdlib.h>
@@ -41,132 +23,13 @@
 #include "apr_strings.h"
 #include "apr_time.h"
 
-#include "sse_store.h"
-
-#define STORE_MAGIC        0x53534532u   /* "SSE2": layout version */
-#define STORE_LAYOUT       3u
-#define MSG_MAGIC          0x4d534731u   /* "MSG1" */
-#define BLOCK_SIZE         256
-#define BLOCK_PAYLOAD      (BLOCK_SIZE - 8)
-#define FREED_RING         256
-#define MIN_BLOCKS         64
-
-enum { SLOT_FREE = 0, SLOT_USED = 1, SLOT_TOMB = 2 };
-
-typedef struct {
-    apr_uint64_t hash;
-    apr_uint64_t evicted_upto;
-} freed_channel;
-
-typedef struct {
-    apr_uint32_t magic;          /* STORE_MAGIC: this is a store */
-    apr_uint32_t layout;         /* STORE_LAYOUT: bump on any change here */
-    apr_uint64_t size;           /* bytes of the whole segment */
-    apr_uint32_t max_channels;   /* slots in the channel table */
-    apr_uint32_t max_children;   /* rows in the child table */
-    apr_uint32_t nblocks;        /* blocks, including unused block 0 */
-    apr_uint32_t wake_seq;       /* futex word, bumped after changes */
-    apr_uint64_t channels_off, children_off, counts_off, blocks_off;
-    apr_uint32_t dirty;          /* a locked section is in progress */
-    apr_uint32_t repairs;        /* how often a torn update was repaired */
-    apr_uint64_t first_id;       /* first id this store assigns */
-    apr_uint64_t last_id;        /* newest id assigned */
-    apr_uint32_t free_head;      /* free block list */
-    apr_uint32_t free_blocks;
-    apr_uint32_t channels_used;
-    apr_uint32_t freed_next;     /* next entry of freed[] to overwrite */
-    apr_uint64_t freed_overflow; /* highest evicted id pushed out of freed[] */
-    freed_channel freed[FREED_RING]; /* recently deleted/recycled channels */
-    apr_uint64_t published, delivered, rejected;
-} store_header;
-
-typedef struct {
-    apr_uint32_t state;          /* SLOT_FREE, SLOT_USED, SLOT_TOMB */
-    apr_uint32_t incarnation;    /* bumped when the slot is taken or freed */
-    apr_uint64_t hash;
-    apr_uint32_t head, tail;     /* oldest and newest message, 0 = none */
-    apr_uint32_t messages;       /* retained */
-    apr_uint32_t blocks;         /* used by retained messages */
-    apr_uint64_t newest_id;      /* newest id ever published here */
-    apr_uint64_t evicted_upto;   /* highest id dropped from the history */
-    apr_uint64_t published;
-    char name[SSE_CHANNEL_MAX + 1];
-} store_channel;
-
-typedef struct {
-    apr_int32_t pid;             /* 0 = free row */
-    apr_uint32_t subscribers;    /* open streams in that process */
-    apr_uint32_t parked;         /* of those, served by its writer */
-    apr_uint32_t unused;
-} store_child;
-
-typedef struct {
-    apr_uint32_t next;           /* next block of this message, 0 = last */
-    apr_uint32_t unused;
-    unsigned char bytes[BLOCK_PAYLOAD];
-} store_block;
-
-/* At the start of a message's first block. */
-typedef struct {
-    apr_uint32_t magic;          /* MSG_MAGIC */
-    apr_uint32_t len;            /* framed bytes that follow */
-    apr_uint64_t id;
-    apr_time_t time;             /* publish time, for SSEHistoryMaxAge */
-    apr_uint32_t newer, older;   /* neighbours in the channel list */
-    apr_uint32_t slot;           /* channel it belongs to */
-    apr_uint32_t nblocks;        /* blocks in its chain */
-} msg_head;
-
-#define FIRST_PAYLOAD (BLOCK_PAYLOAD - sizeof(msg_head))
-
-struct sse_store {
-    apr_shm_t *shm;
-    char *base;
-    store_header *hdr;
-    store_channel *channels;
-    store_child *children;
-    apr_uint32_t *counts;
-    store_block *blocks;
-    apr_global_mutex_t *mutex;
-    sse_store_limits limits;
-};
-
-#define ALIGN64(x) (((x) + 63) & ~(apr_uint64_t)63)
-
-/* ---------------------------------------------------------------- basics */
-
-static apr_uint64_t name_hash(const char *s)
-{
-    apr_uint64_t h = 14695981039346656037ULL;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
-static msg_head *msg_at(sse_store *st, apr_uint32_t b)
-{
-    return (msg_head *)st->blocks[b].bytes;
-}
-
-static apr_uint32_t blocks_for(apr_size_t len)
-{
-    if (len <= FIRST_PAYLOAD) return 1;
-    return 1 + (apr_uint32_t)((len - FIRST_PAYLOAD + BLOCK_PAYLOAD - 1)
-                              / BLOCK_PAYLOAD);
-}
-
-static apr_uint32_t *count_at(sse_store *st, int row, apr_uint32_t slot)
-{
-    return &st->counts[(apr_size_t)row * st->hdr->max_channels + slot];
-}
+#include "sse_store_layout.h"
 
 static apr_uint32_t channel_subscribers(sse_store *st, apr_uint32_t slot)
 {
     apr_uint32_t r, sum = 0;
     for (r = 0; r < st->hdr->max_children; r++) {
-        if (st->children[r].pid) sum += *count_at(st, (int)r, slot);
+        if (st->children[r].pid) sum += *store_count_at(st, (int)r, slot);
     }
     return sum;
 }
@@ -199,64 +62,82 @@ static void unlock(sse_store *st)
 
 /* ------------------------------------------------------------- creation */
 
+/* Offsets of each part of a segment of this geometry; returns the offset
+ * of the blocks. */
+typedef struct {
+    apr_uint64_t channels, children, counts, clients, blocks;
+} store_offsets;
+
+static apr_uint64_t layout_offsets(const sse_store_geometry *geo,
+                                   store_offsets *o)
+{
+    apr_uint32_t slots = store_clients_for_size(geo->max_streams);
+    o->channels = ALIGN64(sizeof(store_header));
+    o->children = ALIGN64(o->channels + (apr_uint64_t)geo->max_channels
+                                        * sizeof(store_channel));
+    o->counts = ALIGN64(o->children + (apr_uint64_t)geo->max_children
+                                      * sizeof(store_child));
+    o->clients = ALIGN64(o->counts + (apr_uint64_t)geo->max_children
+                                     * geo->max_channels
+                                     * sizeof(apr_uint32_t));
+    o->blocks = ALIGN64(o->clients + (apr_uint64_t)slots
+                                     * sizeof(store_client));
+    return o->blocks;
+}
+
 apr_status_t sse_store_create(sse_store **pst, apr_pool_t *p,
-                              apr_size_t size, apr_uint32_t max_channels,
-                              apr_uint32_t max_children,
+                              const sse_store_geometry *geo,
                               const char *fallback_file,
                               apr_global_mutex_t *mutex, const char **why)
 {
     sse_store *st = apr_pcalloc(p, sizeof(*st));
-    apr_uint64_t off_channels, off_children, off_counts, off_blocks;
+    store_offsets off;
     apr_status_t rv;
     store_header *h;
     apr_uint32_t i;
 
-    off_channels = ALIGN64(sizeof(store_header));
-    off_children = ALIGN64(off_channels
-                           + (apr_uint64_t)max_channels * sizeof(store_channel));
-    off_counts = ALIGN64(off_children
-                         + (apr_uint64_t)max_children * sizeof(store_child));
-    off_blocks = ALIGN64(off_counts + (apr_uint64_t)max_children
-                         * max_channels * sizeof(apr_uint32_t));
-    if (sse_store_min_size(max_channels, max_children) > size) {
+    layout_offsets(geo, &off);
+    if (sse_store_min_size(geo) > geo->size) {
         *why = apr_psprintf(p, "SSESharedMemorySize %" APR_SIZE_T_FMT
                             " is too small for SSEMaxChannels %u: at least %"
-                            APR_UINT64_T_FMT " bytes are needed", size,
-                            max_channels,
-                            sse_store_min_size(max_channels, max_children));
+                            APR_UINT64_T_FMT " bytes are needed", geo->size,
+                            geo->max_channels, sse_store_min_size(geo));
         return APR_EINVAL;
     }
 
-    rv = apr_shm_create(&st->shm, size, NULL, p);
+    rv = apr_shm_create(&st->shm, geo->size, NULL, p);
     if (rv == APR_ENOTIMPL && fallback_file) {
         apr_shm_remove(fallback_file, p);
-        rv = apr_shm_create(&st->shm, size, fallback_file, p);
+        rv = apr_shm_create(&st->shm, geo->size, fallback_file, p);
     }
     if (rv != APR_SUCCESS) {
         *why = "cannot create the shared memory segment";
         return rv;
     }
     st->base = apr_shm_baseaddr_get(st->shm);
-    memset(st->base, 0, off_blocks);
+    memset(st->base, 0, off.blocks);
     h = (store_header *)st->base;
-    h->size = size;
-    h->max_channels = max_channels;
-    h->max_children = max_children;
-    h->channels_off = off_channels;
-    h->children_off = off_children;
-    h->counts_off = off_counts;
-    h->blocks_off = off_blocks;
-    h->nblocks = (apr_uint32_t)((size - off_blocks) / BLOCK_SIZE);
+    h->size = geo->size;
+    h->max_channels = geo->max_channels;
+    h->max_children = geo->max_children;
+    h->client_slots = store_clients_for_size(geo->max_streams);
+    h->channels_off = off.channels;
+    h->children_off = off.children;
+    h->counts_off = off.counts;
+    h->clients_off = off.clients;
+    h->blocks_off = off.blocks;
+    h->nblocks = (apr_uint32_t)((geo->size - off.blocks) / BLOCK_SIZE);
     /* Ids continue above any id of an earlier store: start at the current
      * time in microseconds (a store never assigns one id per microsecond
      * for long). */
     h->first_id = (apr_uint64_t)apr_time_now();
     h->last_id = h->first_id - 1;
     st->hdr = h;
-    st->channels = (store_channel *)(st->base + off_channels);
-    st->children = (store_child *)(st->base + off_children);
-    st->counts = (apr_uint32_t *)(st->base + off_counts);
-    st->blocks = (store_block *)(st->base + off_blocks);
+    st->channels = (store_channel *)(st->base + off.channels);
+    st->children = (store_child *)(st->base + off.children);
+    st->counts = (apr_uint32_t *)(st->base + off.counts);
+    st->clients = (store_client *)(st->base + off.clients);
+    st->blocks = (store_block *)(st->base + off.blocks);
     /* free list: every block but block 0 */
     for (i = 1; i < h->nblocks; i++) {
         st->blocks[i].next = (i + 1 < h->nblocks) ? i + 1 : 0;
@@ -271,24 +152,25 @@ apr_status_t sse_store_create(sse_store **pst, apr_pool_t *p,
     return APR_SUCCESS;
 }
 
-apr_uint64_t sse_store_min_size(apr_uint32_t max_channels,
-                                apr_uint32_t max_children)
+apr_uint64_t sse_store_min_size(const sse_store_geometry *geo)
 {
-    apr_uint64_t off = ALIGN64(sizeof(store_header));
-    off = ALIGN64(off + (apr_uint64_t)max_channels * sizeof(store_channel));
-    off = ALIGN64(off + (apr_uint64_t)max_children * sizeof(store_child));
-    off = ALIGN64(off + (apr_uint64_t)max_children * max_channels
-                        * sizeof(apr_uint32_t));
-    return off + (apr_uint64_t)MIN_BLOCKS * BLOCK_SIZE;
+    store_offsets off;
+    return layout_offsets(geo, &off) + (apr_uint64_t)MIN_BLOCKS * BLOCK_SIZE;
 }
 
-int sse_store_has_geometry(const sse_store *st, apr_size_t size,
-                           apr_uint32_t max_channels,
-                           apr_uint32_t max_children)
+int sse_store_is_current(const sse_store *st)
 {
-    return st->hdr->magic == STORE_MAGIC
-           && st->hdr->size == size && st->hdr->max_channels == max_channels
-           && st->hdr->max_children == max_children;
+    return st->hdr->magic == STORE_MAGIC && st->hdr->layout == STORE_LAYOUT;
+}
+
+int sse_store_has_geometry(const sse_store *st,
+                           const sse_store_geometry *geo)
+{
+    return sse_store_is_current(st) && st->hdr->size == geo->size
+           && st->hdr->max_channels == geo->max_channels
+           && st->hdr->max_children == geo->max_children
+           && st->hdr->client_slots
+              >= store_clients_for_size(geo->max_streams);
 }
 
 void sse_store_set_limits(sse_store *st, const sse_store_limits *limits)
@@ -359,7 +241,7 @@ static void copy_in(sse_store *st, apr_uint32_t b, apr_size_t off,
 
 static void copy_out(sse_store *st, apr_uint32_t b, char *dst)
 {
-    msg_head *m = msg_at(st, b);
+    msg_head *m = store_msg_at(st, b);
     apr_size_t len = m->len, off = sizeof(msg_head);
     while (len) {
         apr_size_t n = BLOCK_PAYLOAD - off;
@@ -377,9 +259,9 @@ static void copy_out(sse_store *st, apr_uint32_t b, char *dst)
 static void evict_oldest(sse_store *st, store_channel *ch)
 {
     apr_uint32_t b = ch->head;
-    msg_head *m = msg_at(st, b);
+    msg_head *m = store_msg_at(st, b);
     ch->head = m->newer;
-    if (ch->head) msg_at(st, ch->head)->older = 0;
+    if (ch->head) store_msg_at(st, ch->head)->older = 0;
     else ch->tail = 0;
     if (m->id > ch->evicted_upto) ch->evicted_upto = m->id;
     ch->messages--;
@@ -392,7 +274,7 @@ static void expire_channel(sse_store *st, store_channel *ch, apr_time_t now)
 {
     apr_interval_time_t max_age = st->limits.history_max_age;
     while (ch->head && (ch->messages > st->limits.history_size
-                        || (max_age && now - msg_at(st, ch->head)->time
+                        || (max_age && now - store_msg_at(st, ch->head)->time
                                        > max_age))) {
         evict_oldest(st, ch);
     }
@@ -454,7 +336,7 @@ static void free_slot(sse_store *st, store_channel *ch)
     f->evicted_upto = upto;
     st->hdr->freed_next = (st->hdr->freed_next + 1) % FREED_RING;
     for (r = 0; r < st->hdr->max_children; r++) {
-        *count_at(st, (int)r, slot) = 0;
+        *store_count_at(st, (int)r, slot) = 0;
     }
     __atomic_add_fetch(&ch->incarnation, 1, __ATOMIC_RELEASE);
     ch->state = SLOT_TOMB;
@@ -470,29 +352,54 @@ static void free_slot(sse_store *st, store_channel *ch)
     }
 }
 
-/* Frees one channel without history or subscribers; 0 if none. */
+/* Frees one channel without history or subscribers, preferring one that
+ * only subscribers ever asked for; 0 if there is none. */
 static int recycle_one(sse_store *st, apr_time_t now)
 {
     apr_uint32_t i;
+    store_channel *published_one = NULL;
     for (i = 0; i < st->hdr->max_channels; i++) {
         store_channel *ch = &st->channels[i];
         if (ch->state != SLOT_USED) continue;
         expire_channel(st, ch, now);
-        if (!ch->messages && !channel_subscribers(st, i)) {
+        if (ch->messages || channel_subscribers(st, i)) continue;
+        if (!ch->published) {
             free_slot(st, ch);
             return 1;
         }
+        if (!published_one) published_one = ch;
+    }
+    if (published_one) {
+        free_slot(st, published_one);
+        return 1;
     }
     return 0;
 }
 
+typedef enum {
+    CREATE_NEVER = 0,
+    CREATE_FOR_PUBLISHER,
+    CREATE_FOR_SUBSCRIBER
+} create_mode;
+
+/* Slots that channels created by subscribers may fill: the last quarter
+ * of the table stays for publishers, so that anonymous subscribers naming
+ * made-up channels can never lock publishers out. */
+static apr_uint32_t subscriber_room(sse_store *st)
+{
+    return st->hdr->max_channels - st->hdr->max_channels / 4;
+}
+
 static store_channel *create_nolock(sse_store *st, const char *name,
-                                    apr_uint64_t hash, apr_time_t now)
+                                    apr_uint64_t hash, apr_time_t now,
+                                    create_mode mode)
 {
     apr_uint32_t n = st->hdr->max_channels, i, k;
+    apr_uint32_t room = mode == CREATE_FOR_SUBSCRIBER ? subscriber_room(st)
+                                                      : n;
     store_channel *ch = NULL;
-    if (st->hdr->channels_used >= n && !recycle_one(st, now)) {
-        return NULL;
+    while (st->hdr->channels_used >= room) {
+        if (!recycle_one(st, now)) return NULL;
     }
     for (k = 0, i = (apr_uint32_t)(hash % n); k < n; k++, i = (i + 1) % n) {
         if (st->channels[i].state != SLOT_USED) {
@@ -515,15 +422,15 @@ static store_channel *create_nolock(sse_store *st, const char *name,
 }
 
 static store_channel *find_or_create(sse_store *st, const char *name,
-                                     int create, apr_time_t now,
+                                     create_mode mode, apr_time_t now,
                                      sse_result *res)
 {
-    apr_uint64_t hash = name_hash(name);
+    apr_uint64_t hash = store_name_hash(name);
     store_channel *ch = find_nolock(st, name, hash);
-    if (!ch && !create) {
+    if (!ch && mode == CREATE_NEVER) {
         *res = SSE_NOT_FOUND;
     }
-    else if (!ch && !(ch = create_nolock(st, name, hash, now))) {
+    else if (!ch && !(ch = create_nolock(st, name, hash, now, mode))) {
         *res = SSE_TABLE_FULL;
     }
     return ch;
@@ -531,17 +438,18 @@ static store_channel *find_or_create(sse_store *st, const char *name,
 
 /* ---------------------------------------------------------- child rows */
 
-static int process_exists(apr_int32_t pid)
+int store_process_exists(apr_int32_t pid)
 {
     return kill((pid_t)pid, 0) == 0 || errno == EPERM;
 }
 
-static void clear_row(sse_store *st, int row)
+void store_clear_row(sse_store *st, int row)
 {
     apr_uint32_t s;
     for (s = 0; s < st->hdr->max_channels; s++) {
-        *count_at(st, row, s) = 0;
+        *store_count_at(st, row, s) = 0;
     }
+    store_clients_drop_row(st, row);
     st->children[row].subscribers = 0;
     st->children[row].parked = 0;
     st->children[row].pid = 0;
@@ -553,14 +461,14 @@ int sse_store_child_attach(sse_store *st, apr_int32_t pid)
     lock(st);
     for (r = 0; r < (int)st->hdr->max_children; r++) {
         apr_int32_t owner = st->children[r].pid;
-        if (owner == pid || !owner || !process_exists(owner)) {
+        if (owner == pid || !owner || !store_process_exists(owner)) {
             /* a row of ours is a stale one of an earlier process */
             if (row < 0 || owner == pid) row = r;
             if (owner == pid) break;
         }
     }
     if (row >= 0) {
-        clear_row(st, row);
+        store_clear_row(st, row);
         st->children[row].pid = pid;
     }
     unlock(st);
@@ -571,7 +479,7 @@ void sse_store_child_detach(sse_store *st, int row, apr_int32_t pid)
 {
     if (row < 0) return;
     lock(st);
-    if (st->children[row].pid == pid) clear_row(st, row);
+    if (st->children[row].pid == pid) store_clear_row(st, row);
     unlock(st);
 }
 
@@ -582,14 +490,14 @@ int sse_store_reap_children(sse_store *st)
     /* cheap unlocked look first: the parent calls this every second */
     for (r = 0; r < st->hdr->max_children; r++) {
         apr_int32_t pid = st->children[r].pid;
-        if (pid && !process_exists(pid)) break;
+        if (pid && !store_process_exists(pid)) break;
     }
     if (r == st->hdr->max_children) return 0;
     lock(st);
     for (r = 0; r < st->hdr->max_children; r++) {
         apr_int32_t pid = st->children[r].pid;
-        if (pid && !process_exists(pid)) {
-            clear_row(st, (int)r);
+        if (pid && !store_process_exists(pid)) {
+            store_clear_row(st, (int)r);
             reaped++;
         }
     }
@@ -616,9 +524,17 @@ static sse_resume resume_point(sse_store *st, const char *text,
     return SSE_RESUME_EXACT;
 }
 
+static sse_result refuse_busy(sse_store *st, sse_result res,
+                              sse_busy_reason why)
+{
+    st->hdr->busy[why]++;
+    return res;
+}
+
 sse_result sse_store_subscribe(sse_store *st, int row,
                                const char *const *names, int n,
-                               int autocreate, const char *last_id_text,
+                               int autocreate, const unsigned char *client,
+                               const char *last_id_text,
                                sse_subscription *sub, sse_resume *resume,
                                const char **which)
 {
@@ -626,40 +542,53 @@ sse_result sse_store_subscribe(sse_store *st, int row,
     apr_time_t now = apr_time_now();
     const sse_store_limits *lim = &st->limits;
     store_channel *found[SSE_MAX_STREAM_CHANNELS];
-    int i;
+    int i, counted = 0;
 
+    *which = NULL;
     if (row < 0) return SSE_NO_ROW;
     lock(st);
     if ((lim->max_subscribers && total_subscribers(st) >= lim->max_subscribers)
         || (lim->max_per_child
             && st->children[row].subscribers >= lim->max_per_child)) {
-        res = SSE_BUSY;
-        *which = NULL;
+        res = refuse_busy(st, SSE_BUSY, SSE_BUSY_SERVER);
         goto done;
     }
-    /* look everything up before changing anything */
+    if (client && lim->max_per_client
+        && store_client_streams(st, client) >= lim->max_per_client) {
+        res = refuse_busy(st, SSE_CLIENT_LIMIT, SSE_BUSY_CLIENT);
+        goto done;
+    }
     for (i = 0; i < n; i++) {
-        found[i] = find_or_create(st, names[i], autocreate, now, &res);
+        apr_uint32_t slot;
+        found[i] = find_or_create(st, names[i], autocreate
+                                  ? CREATE_FOR_SUBSCRIBER : CREATE_NEVER,
+                                  now, &res);
         if (!found[i]) {
             *which = names[i];
-            goto done;
+            if (res == SSE_TABLE_FULL) refuse_busy(st, res, SSE_BUSY_TABLE);
+            goto undo;
         }
+        slot = (apr_uint32_t)(found[i] - st->channels);
         if (lim->max_per_channel
-            && channel_subscribers(st, (apr_uint32_t)(found[i] - st->channels))
-               >= lim->max_per_channel) {
-            res = SSE_BUSY;
+            && channel_subscribers(st, slot) >= lim->max_per_channel) {
+            res = refuse_busy(st, SSE_BUSY, SSE_BUSY_CHANNEL);
             *which = names[i];
-            goto done;
+            goto undo;
         }
+        /* counted at once: a full table may recycle a channel without
+         * subscribers to make room for the next name, and must not take
+         * one this stream has just found or created */
+        (*store_count_at(st, row, slot))++;
+        counted = i + 1;
     }
     sub->row = row;
     sub->n = n;
+    sub->client_counted = client && !store_client_add(st, client, row);
+    if (sub->client_counted) memcpy(sub->client, client, 16);
     *resume = resume_point(st, last_id_text, &sub->cursor);
     for (i = 0; i < n; i++) {
-        apr_uint32_t slot = (apr_uint32_t)(found[i] - st->channels);
-        sub->ch[i].slot = slot;
+        sub->ch[i].slot = (apr_uint32_t)(found[i] - st->channels);
         sub->ch[i].incarnation = found[i]->incarnation;
-        (*count_at(st, row, slot))++;
         expire_channel(st, found[i], now);
         if (*resume == SSE_RESUME_EXACT
             && found[i]->evicted_upto > sub->cursor) {
@@ -667,6 +596,12 @@ sse_result sse_store_subscribe(sse_store *st, int row,
         }
     }
     st->children[row].subscribers++;
+    goto done;
+undo:
+    for (i = 0; i < counted; i++) {
+        (*store_count_at(st, row,
+                         (apr_uint32_t)(found[i] - st->channels)))--;
+    }
 done:
     unlock(st);
     return res;
@@ -678,9 +613,13 @@ void sse_store_unsubscribe(sse_store *st, sse_subscription *sub)
     lock(st);
     for (i = 0; i < sub->n; i++) {
         store_channel *ch = &st->channels[sub->ch[i].slot];
-        apr_uint32_t *count = count_at(st, sub->row, sub->ch[i].slot);
+        apr_uint32_t *count = store_count_at(st, sub->row, sub->ch[i].slot);
         /* a deleted channel's counts were zeroed with it */
         if (ch->incarnation == sub->ch[i].incarnation && *count) (*count)--;
+    }
+    if (sub->client_counted) {
+        store_client_remove(st, sub->client, sub->row);
+        sub->client_counted = 0;
     }
     if (st->children[sub->row].subscribers) {
         st->children[sub->row].subscribers--;
@@ -710,9 +649,9 @@ static apr_uint32_t first_after(sse_store *st, store_channel *ch,
                                 apr_uint64_t cursor)
 {
     apr_uint32_t b = ch->tail, found = 0;
-    while (b && msg_at(st, b)->id > cursor) {
+    while (b && store_msg_at(st, b)->id > cursor) {
         found = b;
-        b = msg_at(st, b)->older;
+        b = store_msg_at(st, b)->older;
     }
     return found;
 }
@@ -761,13 +700,13 @@ apr_status_t sse_store_read(sse_store *st, sse_subscription *sub,
                 int best = -1;
                 msg_head *m;
                 for (i = 0; i < sub->n; i++) {
-                    if (next[i] && (best < 0 || msg_at(st, next[i])->id
-                                                < msg_at(st, next[best])->id)) {
+                    if (next[i] && (best < 0 || store_msg_at(st, next[i])->id
+                                                < store_msg_at(st, next[best])->id)) {
                         best = i;
                     }
                 }
                 if (best < 0) break;
-                m = msg_at(st, next[best]);
+                m = store_msg_at(st, next[best]);
                 if (pass == 0 && want && total + m->len > budget) {
                     res->more = 1;
                     break;
@@ -813,20 +752,20 @@ sse_result sse_store_publish(sse_store *st, const char *channel,
         return SSE_TOO_MANY;
     }
     lock(st);
-    if (!(ch = find_or_create(st, channel, 1, now, &res))) {
+    if (!(ch = find_or_create(st, channel, CREATE_FOR_PUBLISHER, now, &res))) {
         goto done;
     }
     expire_channel(st, ch, now);
     for (i = 0; i < n; i++) {
         /* "id: " + up to 20 digits + "\n" */
-        need += blocks_for(lens[i] + SSE_ID_TEXT_MAX + 5);
+        need += store_blocks_for(lens[i] + SSE_ID_TEXT_MAX + 5);
     }
     /* the messages this publish pushes out of the history free blocks */
     if (ch->messages + (apr_uint32_t)n > st->limits.history_size) {
         apr_uint32_t drop = ch->messages + (apr_uint32_t)n
                             - st->limits.history_size;
-        for (b = ch->head; b && drop; b = msg_at(st, b)->newer, drop--) {
-            reclaimable += msg_at(st, b)->nblocks;
+        for (b = ch->head; b && drop; b = store_msg_at(st, b)->newer, drop--) {
+            reclaimable += store_msg_at(st, b)->nblocks;
         }
     }
     if (st->hdr->free_blocks + reclaimable < need) {
@@ -847,20 +786,20 @@ sse_result sse_store_publish(sse_store *st, const char *channel,
         idlen = 4 + sse_id_format(idline + 4, id);
         idline[idlen++] = '\n';
         len = idlen + lens[i];
-        b = alloc_chain(st, blocks_for(len));
-        m = msg_at(st, b);
+        b = alloc_chain(st, store_blocks_for(len));
+        m = store_msg_at(st, b);
         m->len = (apr_uint32_t)len;
         m->id = id;
         m->time = now;
         m->slot = (apr_uint32_t)(ch - st->channels);
-        m->nblocks = blocks_for(len);
+        m->nblocks = store_blocks_for(len);
         m->newer = 0;
         m->older = ch->tail;
         copy_in(st, b, sizeof(msg_head), idline, idlen);
         copy_in(st, b, sizeof(msg_head) + idlen, frames[i], lens[i]);
         m->magic = MSG_MAGIC;
         /* fully written: now link it in and make it visible */
-        if (ch->tail) msg_at(st, ch->tail)->newer = b;
+        if (ch->tail) store_msg_at(st, ch->tail)->newer = b;
         else ch->head = b;
         ch->tail = b;
         ch->messages++;
@@ -884,8 +823,8 @@ static void fill_info(sse_store *st, store_channel *ch, sse_channel_info *info)
     apr_cpystrn(info->name, ch->name, sizeof(info->name));
     info->subscribers = channel_subscribers(st, (apr_uint32_t)(ch - st->channels));
     info->messages = ch->messages;
-    info->first_id = ch->head ? msg_at(st, ch->head)->id : 0;
-    info->last_id = ch->tail ? msg_at(st, ch->tail)->id : 0;
+    info->first_id = ch->head ? store_msg_at(st, ch->head)->id : 0;
+    info->last_id = ch->tail ? store_msg_at(st, ch->tail)->id : 0;
     info->published = ch->published;
     info->bytes = (apr_uint64_t)ch->blocks * BLOCK_SIZE;
 }
@@ -896,7 +835,7 @@ sse_result sse_store_channel_info(sse_store *st, const char *name,
     sse_result res = SSE_OK;
     store_channel *ch;
     lock(st);
-    if ((ch = find_or_create(st, name, 0, 0, &res))) {
+    if ((ch = find_or_create(st, name, CREATE_NEVER, 0, &res))) {
         expire_channel(st, ch, apr_time_now());
         fill_info(st, ch, info);
     }
@@ -927,7 +866,7 @@ sse_result sse_store_delete(sse_store *st, const char *name,
     sse_result res = SSE_OK;
     store_channel *ch;
     lock(st);
-    if ((ch = find_or_create(st, name, 0, 0, &res))) {
+    if ((ch = find_or_create(st, name, CREATE_NEVER, 0, &res))) {
         fill_info(st, ch, dropped);
         free_slot(st, ch);
     }
@@ -971,6 +910,7 @@ void sse_store_status_get(sse_store *st, apr_pool_t *p,
     status->first_id = st->hdr->first_id;
     status->last_id = st->hdr->last_id;
     status->repairs = st->hdr->repairs;
+    memcpy(status->busy, st->hdr->busy, sizeof(status->busy));
     unlock(st);
 }
 
@@ -989,113 +929,4 @@ void sse_store_count_parked(sse_store *st, int row, int delta)
 void sse_store_count_rejected(sse_store *st)
 {
     __atomic_add_fetch(&st->hdr->rejected, 1, __ATOMIC_RELAXED);
-}
-
-/* -------------------------------------------------------------- repair */
-
-/* Non-zero when the message at b is intact and its chain unclaimed. */
-static int message_ok(sse_store *st, apr_uint32_t b, apr_uint32_t slot,
-                      apr_uint64_t after, unsigned char *seen)
-{
-    apr_uint32_t n = st->hdr->nblocks, k, c;
-    msg_head *m;
-    if (b == 0 || b >= n || seen[b]) return 0;
-    m = msg_at(st, b);
-    if (m->magic != MSG_MAGIC || m->slot != slot || m->id <= after
-        || m->id > st->hdr->last_id || m->nblocks != blocks_for(m->len)
-        || m->nblocks > n) {
-        return 0;
-    }
-    for (k = 0, c = b; k < m->nblocks; k++, c = st->blocks[c].next) {
-        if (c == 0 || c >= n || seen[c]) return 0;
-    }
-    if (c != 0) return 0;
-    for (k = 0, c = b; k < m->nblocks; k++, c = st->blocks[c].next) {
-        seen[c] = 1;
-    }
-    return 1;
-}
-
-static int repair_channel(sse_store *st, apr_uint32_t slot,
-                          unsigned char *seen)
-{
-    store_channel *ch = &st->channels[slot];
-    apr_uint32_t b = ch->head, prev = 0, count = 0, blocks = 0;
-    apr_uint64_t last = 0;
-    int fixed = 0;
-    while (b && message_ok(st, b, slot, last, seen)) {
-        msg_head *m = msg_at(st, b);
-        m->older = prev;
-        last = m->id;
-        count++;
-        blocks += m->nblocks;
-        prev = b;
-        b = m->newer;
-    }
-    if (b) {
-        /* cut here; whatever followed may be lost, so report a gap */
-        fixed = 1;
-        if (prev) msg_at(st, prev)->newer = 0;
-        else ch->head = 0;
-        ch->evicted_upto = st->hdr->last_id;
-    }
-    if (ch->tail != prev || ch->messages != count || ch->blocks != blocks) {
-        fixed = 1;
-    }
-    ch->tail = prev;
-    ch->messages = count;
-    ch->blocks = blocks;
-    return fixed;
-}
-
-int sse_store_repair_nolock(sse_store *st)
-{
-    store_header *h = st->hdr;
-    unsigned char *seen = calloc(h->nblocks, 1);
-    apr_uint32_t i, used = 0, free_blocks = 0, head = 0;
-    int fixed = 0;
-    if (!seen) return 0;
-    seen[0] = 1;
-    for (i = 0; i < h->max_channels; i++) {
-        store_channel *ch = &st->channels[i];
-        if (ch->state > SLOT_TOMB) {
-            ch->state = SLOT_TOMB;
-            fixed++;
-        }
-        if (ch->state != SLOT_USED) continue;
-        ch->name[SSE_CHANNEL_MAX] = '\0';
-        if (ch->hash != name_hash(ch->name)) {
-            ch->hash = name_hash(ch->name);
-            fixed++;
-        }
-        fixed += repair_channel(st, i, seen);
-        used++;
-    }
-    /* every block no message reaches is free */
-    for (i = h->nblocks; i-- > 1;) {
-        if (!seen[i]) {
-            st->blocks[i].next = head;
-            head = i;
-            free_blocks++;
-        }
-    }
-    if (h->free_blocks != free_blocks || h->channels_used != used) fixed++;
-    h->free_head = head;
-    h->free_blocks = free_blocks;
-    h->channels_used = used;
-    for (i = 0; i < h->max_children; i++) {
-        if (st->children[i].pid && !process_exists(st->children[i].pid)) {
-            clear_row(st, (int)i);
-            fixed++;
-        }
-    }
-    free(seen);
-    h->repairs++;
-    h->dirty = 0;
-    return fixed;
-}
-
-void sse_store_mark_dirty_nolock(sse_store *st)
-{
-    st->hdr->dirty = 1;
 }

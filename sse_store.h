@@ -24,12 +24,24 @@ typedef struct {
     apr_uint32_t max_per_channel;       /* 0 = no limit */
     apr_uint32_t max_per_child;         /* streams one process may hold,
                                            0 = no limit */
+    apr_uint32_t max_per_client;        /* streams one client address may
+                                           hold, 0 = no limit */
 } sse_store_limits;
+
+/* Why subscribers were told to come back later; counted in the status. */
+typedef enum {
+    SSE_BUSY_SERVER = 0,   /* SSEMaxSubscribers, or the child's share */
+    SSE_BUSY_CHANNEL,      /* SSEMaxSubscribersPerChannel */
+    SSE_BUSY_CLIENT,       /* SSEMaxStreamsPerClient */
+    SSE_BUSY_TABLE,        /* no channel slot a subscriber may take */
+    SSE_BUSY_REASONS
+} sse_busy_reason;
 
 typedef enum {
     SSE_OK = 0,
     SSE_NOT_FOUND,     /* channel does not exist */
     SSE_BUSY,          /* a subscriber limit is reached */
+    SSE_CLIENT_LIMIT,  /* the client address has its maximum of streams */
     SSE_TABLE_FULL,    /* no free channel slot */
     SSE_MEMORY_FULL,   /* not enough free blocks */
     SSE_TOO_MANY,      /* a batch longer than the history */
@@ -53,6 +65,8 @@ typedef struct {
 /* One stream's view of the store; process-local. */
 typedef struct {
     int row;                   /* child row the counts were charged to */
+    int client_counted;        /* client holds a count in the store */
+    unsigned char client[16];  /* its address (IPv4 mapped into IPv6) */
     int n;
     sse_sub_channel ch[SSE_MAX_STREAM_CHANNELS];
     apr_uint64_t cursor;       /* every message <= cursor was considered */
@@ -102,26 +116,37 @@ typedef struct {
     apr_uint64_t published, delivered, rejected;
     apr_uint64_t first_id, last_id;
     apr_uint32_t repairs;
+    apr_uint64_t busy[SSE_BUSY_REASONS]; /* subscribers told to come back */
     apr_array_header_t *children;    /* sse_child_info */
 } sse_store_status;
+
+/* The shape of a store, fixed when it is created. */
+typedef struct {
+    apr_size_t size;             /* bytes of the segment */
+    apr_uint32_t max_channels;   /* channel table slots */
+    apr_uint32_t max_children;   /* processes that may use it at once */
+    apr_uint32_t max_streams;    /* streams the client table must count */
+} sse_store_geometry;
 
 /* Creates a store in a new shared-memory segment allocated from p (keep p
  * alive for as long as any process uses the store). fallback_file names a
  * file for systems without anonymous shared memory. The mutex guards it. */
 apr_status_t sse_store_create(sse_store **pst, apr_pool_t *p,
-                              apr_size_t size, apr_uint32_t max_channels,
-                              apr_uint32_t max_children,
+                              const sse_store_geometry *geo,
                               const char *fallback_file,
                               apr_global_mutex_t *mutex, const char **why);
 
-/* Smallest segment that holds this geometry. */
-apr_uint64_t sse_store_min_size(apr_uint32_t max_channels,
-                                apr_uint32_t max_children);
+/* Smallest segment that holds this geometry (its size is ignored). */
+apr_uint64_t sse_store_min_size(const sse_store_geometry *geo);
 
-/* Non-zero when the store was created with this geometry. */
-int sse_store_has_geometry(const sse_store *st, apr_size_t size,
-                           apr_uint32_t max_channels,
-                           apr_uint32_t max_children);
+/* Non-zero when the store's layout is this code's (a segment kept across
+ * a graceful restart may come from another mod_sse version). */
+int sse_store_is_current(const sse_store *st);
+
+/* Non-zero when the store was made by this code with this geometry (a
+ * larger client table than needed is fine). */
+int sse_store_has_geometry(const sse_store *st,
+                           const sse_store_geometry *geo);
 
 void sse_store_set_limits(sse_store *st, const sse_store_limits *limits);
 const sse_store_limits *sse_store_get_limits(const sse_store *st);
@@ -138,13 +163,18 @@ void sse_store_child_detach(sse_store *st, int row, apr_int32_t pid);
 /* Drops rows of processes that no longer exist; returns how many. */
 int sse_store_reap_children(sse_store *st);
 
-/* Subscribes to names[0..n). last_id_text is the client's Last-Event-ID
- * (NULL if none); *resume says how the resume went and sub->cursor is set
- * so that the next read replays exactly what the client missed. On a
- * result other than SSE_OK nothing changed; *which names the channel. */
+/* Subscribes to names[0..n). client is the 16-byte address the
+ * per-client limit counts (NULL: not counted). last_id_text is the
+ * client's Last-Event-ID (NULL if none); *resume says how the resume went
+ * and sub->cursor is set so that the next read replays exactly what the
+ * client missed. A channel a subscriber creates may not take the last
+ * quarter of the channel table, which stays for publishers. On a result
+ * other than SSE_OK no count changed; *which names the channel, if one was
+ * the reason. */
 sse_result sse_store_subscribe(sse_store *st, int row,
                                const char *const *names, int n,
-                               int autocreate, const char *last_id_text,
+                               int autocreate, const unsigned char *client,
+                               const char *last_id_text,
                                sse_subscription *sub, sse_resume *resume,
                                const char **which);
 void sse_store_unsubscribe(sse_store *st, sse_subscription *sub);

@@ -10,6 +10,8 @@
  * write comes from a scratch pool cleared after it, so a stream open for
  * days stays the same size.
  */
+#include <arpa/inet.h>
+
 #include "apr_strings.h"
 #include "apr_poll.h"
 #include "apr_support.h"
@@ -29,6 +31,8 @@
 #include "sse_notify.h"
 #include "sse_fanout.h"
 #include "sse_stream.h"
+#include "sse_location.h"
+#include "sse_access.h"
 
 /* Bytes copied from the store per write; a longer replay takes several. */
 #define READ_BUDGET (256 * 1024)
@@ -69,8 +73,8 @@ static int add_channel(apr_array_header_t *names, const char *name,
     const char *problem = sse_channel_name_problem(name, len);
     int i;
     if (problem) {
-        *why = apr_psprintf(p, "channel '%s' %s",
-                            apr_pstrmemdup(p, name, len), problem);
+        *why = apr_psprintf(p, "channel '%s' %s", sse_printable(p, name, len),
+                            problem);
         return -1;
     }
     for (i = 0; i < names->nelts; i++) {
@@ -85,29 +89,46 @@ static int add_channel(apr_array_header_t *names, const char *name,
     return 0;
 }
 
-/* The channels of this request: pinned, or path remainder plus channel=
- * parameters (repeatable, comma-separated). NULL and *why on error. */
-static apr_array_header_t *request_channels(request_rec *r,
-                                            const apr_array_header_t *params,
-                                            const char **why)
+/* The server-chosen channels of a location with SSEChannel; expressions
+ * are evaluated now, after authentication. NULL and *why on error. */
+static apr_array_header_t *pinned_channels(request_rec *r,
+                                           const apr_array_header_t *pins,
+                                           const char **why)
 {
-    const sse_dir_conf *dc = sse_config_dir(r);
-    const char *rest = sse_config_path_remainder(r);
+    apr_array_header_t *names = apr_array_make(r->pool, pins->nelts,
+                                               sizeof(char *));
+    int i;
+    for (i = 0; i < pins->nelts; i++) {
+        const sse_channel_pin *pin = &APR_ARRAY_IDX(pins, i, sse_channel_pin);
+        const char *name = pin->text, *err = NULL;
+        if (pin->expr) {
+            name = ap_expr_str_exec(r, pin->expr, &err);
+            if (err || !name) {
+                *why = apr_psprintf(r->pool, "SSEChannel \"%s\" could not "
+                                    "be evaluated: %s", pin->text,
+                                    err ? err : "no value");
+                return NULL;
+            }
+        }
+        if (add_channel(names, name, strlen(name), r->pool, why)) {
+            *why = apr_psprintf(r->pool, "SSEChannel \"%s\" gave an invalid "
+                                "channel name: %s", pin->text, *why);
+            return NULL;
+        }
+    }
+    return names;
+}
+
+/* The channels a client asked for: path remainder plus channel=
+ * parameters (repeatable, comma-separated). NULL and *why on error. */
+static apr_array_header_t *requested_channels(request_rec *r,
+                                              const char *rest,
+                                              const apr_array_header_t *params,
+                                              const char **why)
+{
     apr_array_header_t *names = apr_array_make(r->pool, 4, sizeof(char *));
     int i;
 
-    if (dc->channels) {
-        if (*rest || sse_query_get(params, "channel")) {
-            *why = "this location serves fixed channels (SSEChannel); "
-                   "no channel can be chosen here";
-            return NULL;
-        }
-        for (i = 0; i < dc->channels->nelts; i++) {
-            const char *name = APR_ARRAY_IDX(dc->channels, i, const char *);
-            add_channel(names, name, strlen(name), r->pool, why);
-        }
-        return names;
-    }
     if (*rest && add_channel(names, rest, strlen(rest), r->pool, why)) {
         return NULL;
     }
@@ -463,18 +484,70 @@ static int run_stream(stream_ctx *sc, sse_resume resume,
     return OK;
 }
 
+/* The client's address as the per-client limit counts it (IPv4 mapped
+ * into IPv6); NULL when it cannot be read. */
+static const unsigned char *client_address(request_rec *r,
+                                           unsigned char *buf)
+{
+    const char *ip = r->useragent_ip;
+    if (!ip) return NULL;
+    if (inet_pton(AF_INET6, ip, buf) == 1) return buf;
+    memset(buf, 0, 10);
+    buf[10] = buf[11] = 0xff;
+    return inet_pton(AF_INET, ip, buf + 12) == 1 ? buf : NULL;
+}
+
+/* Which channels, and whether this client may have them: refuses with
+ * 400 (bad names), 401/403 (httpd's access rules for a channel's URL, or
+ * an SSEChannel expression without a valid value). */
+static int resolve_channels(request_rec *r, const apr_array_header_t *params,
+                            apr_array_header_t **names)
+{
+    const sse_dir_conf *dc = sse_config_dir(r);
+    const sse_location *loc = sse_location_of(r);
+    const char *why = NULL, *refused;
+
+    if (dc->channels) {
+        if (*loc->rest || sse_query_get(params, "channel")) {
+            *names = NULL;
+            return plain_error(r, HTTP_BAD_REQUEST, "this location serves "
+                               "fixed channels (SSEChannel); no channel can "
+                               "be chosen here");
+        }
+        if (!(*names = pinned_channels(r, dc->channels, &why))) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, SSE_LOGNO(00107)
+                          "stream refused: %s", why);
+            return HTTP_FORBIDDEN;
+        }
+        return OK;
+    }
+    if (!(*names = requested_channels(r, loc->rest, params, &why))) {
+        return plain_error(r, HTTP_BAD_REQUEST, why);
+    }
+    return sse_access_check_channels(r, loc->base, *names, &refused);
+}
+
 static int sse_stream_handler(request_rec *r)
 {
     const sse_dir_conf *dc;
-    apr_array_header_t *params, *names;
+    apr_array_header_t *params, *names = NULL;
     const char *why = NULL, *last_id, *which = NULL;
+    unsigned char addr[16];
     stream_ctx sc;
     sse_resume resume = SSE_RESUME_NONE;
     sse_result res;
     int status;
 
-    if (!r->handler || strcmp(r->handler, "sse-stream")) {
+    if (!r->handler || strcmp(r->handler, SSE_HANDLER_STREAM)) {
         return DECLINED;
+    }
+    if ((status = sse_location_check(r, &why)) != OK) {
+        if (status != HTTP_INTERNAL_SERVER_ERROR) {
+            return plain_error(r, status, why);
+        }
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, SSE_LOGNO(00108)
+                      "%s", why);
+        return status;
     }
     if (r->method_number != M_GET) {
         /* the 405 page's Allow header is made from allowed_methods */
@@ -484,12 +557,16 @@ static int sse_stream_handler(request_rec *r)
     if ((status = ap_discard_request_body(r)) != OK) {
         return status;
     }
+    sse_access_cors_headers(r);
     dc = sse_config_dir(r);
     if (!(params = sse_query_parse(r->pool, r->args))) {
         return plain_error(r, HTTP_BAD_REQUEST, "malformed query string");
     }
-    if (!(names = request_channels(r, params, &why))) {
-        return plain_error(r, HTTP_BAD_REQUEST, why);
+    if ((status = resolve_channels(r, params, &names)) != OK) {
+        return status;
+    }
+    if (!names) {
+        return OK;   /* answered already */
     }
     last_id = request_last_id(r, params);
 
@@ -507,7 +584,8 @@ static int sse_stream_handler(request_rec *r)
     }
     res = sse_store_subscribe(sc.store, sse_child_row(),
                               (const char *const *)names->elts, names->nelts,
-                              sse_config_autocreate(dc), last_id, &sc.sub,
+                              sse_config_autocreate(dc),
+                              client_address(r, addr), last_id, &sc.sub,
                               &resume, &which);
     switch (res) {
     case SSE_OK:
@@ -519,8 +597,12 @@ static int sse_stream_handler(request_rec *r)
         return answer_busy(r, which ? apr_psprintf(r->pool, "channel '%s' "
                            "has its maximum of subscribers", which)
                            : "the server has its maximum of subscribers");
+    case SSE_CLIENT_LIMIT:
+        return answer_busy(r, "this client address has its maximum of "
+                           "streams (SSEMaxStreamsPerClient)");
     case SSE_TABLE_FULL:
-        return answer_busy(r, "the channel table is full");
+        return answer_busy(r, "the channel table has no room for channels "
+                           "that only subscribers asked for");
     default:
         return answer_busy(r, "this process cannot hold streams");
     }

@@ -12,6 +12,8 @@ ONE_CHILD = ['StartServers 1', 'ServerLimit 1', 'ThreadsPerChild 20', 'MaxReques
 # back later, and a keep-alive connection opened before is still served
 def test_child_keeps_a_thread_free(httpd_factory):
     srv = httpd_factory.start('reserve', mpm_conf=ONE_CHILD, global_extra=['SSEMaxSubscribers 50',
+                              # every test client is 127.0.0.1
+                              'SSEMaxStreamsPerClient 1000',
                               # the test holds a keep-alive connection across 5+ s
                               'KeepAliveTimeout 60'],
                               expect_children=1)

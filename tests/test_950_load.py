@@ -27,7 +27,9 @@ def subscribe(srv, path):
 
 # 200 subscribers (some on two channels), 50 messages per channel: everybody gets everything exactly once, in order
 def test_200_subscribers_50_messages(httpd_factory):
-    srv = httpd_factory.start('load', mpm_conf=LOAD_MPM, expect_children=4)
+    # every test client is 127.0.0.1
+    srv = httpd_factory.start('load', mpm_conf=LOAD_MPM, expect_children=4,
+                              global_extra=['SSEMaxStreamsPerClient 1000'])
     assert srv.status()['max_subscribers'] >= 200
     chans = [uniq('load%d' % i) for i in range(4)]
     subs = []      # (stream, set of channels)

@@ -92,7 +92,8 @@ def pump(sel, seconds):
 
 def test_2000_subscribers_lose_nothing(httpd_factory):
     srv = httpd_factory.start('guard', mpm_conf=GUARD_MPM, expect_children=2,
-                              global_extra=['SSEMaxSubscribers 2600', 'SSEHistorySize 200'])
+                              global_extra=['SSEMaxSubscribers 2600', 'SSEHistorySize 200',
+                                            'SSEMaxStreamsPerClient 5000'])
     ch = uniq('guard')
     sel = selectors.DefaultSelector()
     subs = []
@@ -145,7 +146,8 @@ def test_2000_subscribers_lose_nothing(httpd_factory):
 def test_sigterm_after_mass_disconnect_crashes_nothing(httpd_factory):
     for rnd in range(3):
         srv = httpd_factory.start('term%d' % rnd, mpm_conf=GUARD_MPM, expect_children=2,
-                                  global_extra=['SSEMaxSubscribers 2600'])
+                                  global_extra=['SSEMaxSubscribers 2600',
+                                                'SSEMaxStreamsPerClient 5000'])
         sel = selectors.DefaultSelector()
         ch = uniq('term')
         subs = [Subscriber(srv.port, '/quiet/%s' % ch) for _ in range(400)]

@@ -143,11 +143,12 @@ static sse_store *make_store(apr_size_t size, apr_uint32_t channels,
 {
     apr_global_mutex_t *mutex;
     sse_store *st;
-    sse_store_limits lim = { history, 0, 0, 0, 0 };
+    sse_store_limits lim = { history, 0, 0, 0, 0, 0 };
+    sse_store_geometry geo = { size, channels, 4, 64 };
     const char *why = NULL;
     CHECK(apr_global_mutex_create(&mutex, NULL, APR_LOCK_DEFAULT, pool)
           == APR_SUCCESS);
-    CHECK(sse_store_create(&st, pool, size, channels, 4, NULL, mutex, &why)
+    CHECK(sse_store_create(&st, pool, &geo, NULL, mutex, &why)
           == APR_SUCCESS);
     sse_store_set_limits(st, &lim);
     return st;
@@ -185,7 +186,7 @@ static void test_store_replay(void)
     /* resume after ids[3]: a and b each hold their last 5 of 7; b dropped
      * ids[3] itself, which the client has: no gap */
     sse_id_format(last, ids[3]);
-    CHECK(sse_store_subscribe(st, row, names, 2, 1, last, &sub, &resume,
+    CHECK(sse_store_subscribe(st, row, names, 2, 1, NULL, last, &sub, &resume,
                               &which) == SSE_OK);
     CHECK(resume == SSE_RESUME_EXACT);
     sse_store_read(st, &sub, pool, 1 << 16, &res);
@@ -195,7 +196,7 @@ static void test_store_replay(void)
     CHECK(res.buf && !strncmp(res.buf, "id: ", 4));
     /* a tight budget delivers one message at a time, in order */
     sse_store_unsubscribe(st, &sub);
-    CHECK(sse_store_subscribe(st, row, names, 2, 1, last, &sub, &resume,
+    CHECK(sse_store_subscribe(st, row, names, 2, 1, NULL, last, &sub, &resume,
                               &which) == SSE_OK);
     sse_store_read(st, &sub, pool, 1, &res);
     CHECK(res.events == 1 && res.first_id == ids[4] && res.more);
@@ -204,16 +205,16 @@ static void test_store_replay(void)
     sse_store_unsubscribe(st, &sub);
     /* ids[2] was pushed out of a's history after ids[1]: expired */
     sse_id_format(last, ids[1]);
-    CHECK(sse_store_subscribe(st, row, names, 1, 1, last, &sub, &resume,
+    CHECK(sse_store_subscribe(st, row, names, 1, 1, NULL, last, &sub, &resume,
                               &which) == SSE_OK);
     CHECK(resume == SSE_RESUME_EXPIRED);
     sse_store_unsubscribe(st, &sub);
-    CHECK(sse_store_subscribe(st, row, names, 1, 1, "junk", &sub, &resume,
+    CHECK(sse_store_subscribe(st, row, names, 1, 1, NULL, "junk", &sub, &resume,
                               &which) == SSE_OK);
     CHECK(resume == SSE_RESUME_UNKNOWN);
     sse_store_unsubscribe(st, &sub);
     CHECK(sse_store_subscribe(st, row, (const char *[]){ "nope" }, 1, 0,
-                              NULL, &sub, &resume, &which) == SSE_NOT_FOUND);
+                              NULL, NULL, &sub, &resume, &which) == SSE_NOT_FOUND);
 }
 
 static void test_store_limits_and_repair(void)
@@ -233,6 +234,8 @@ static void test_store_limits_and_repair(void)
         else full = 1;
     }
     CHECK(full);
+    /* the last free blocks, too few for a big one */
+    while ((id = publish(st, "big", "data: x\n\n"))) last = id;
     CHECK(sse_store_channel_info(st, "big", &info) == SSE_OK);
     CHECK(info.last_id == last && info.messages > 10);
     /* a full table refuses a 5th channel until one is deleted */
