@@ -25,10 +25,12 @@ install: all
 activate: all
 	$(APXS) -i -a -n sse mod_sse.la
 
-build/unit_tests: tests/unit/unit_tests.c $(PURE) $(HEADERS)
+UNIT     = $(wildcard tests/unit/*.c)
+
+build/unit_tests: $(UNIT) $(wildcard tests/unit/*.h) $(PURE) $(HEADERS)
 	@mkdir -p build
 	cc -Wall -Wextra -Werror -g -O1 -I. $$(apr-1-config --includes --cppflags) \
-	   -o $@ tests/unit/unit_tests.c $(PURE) $$(apr-1-config --link-ld --libs)
+	   -o $@ $(UNIT) $(PURE) $$(apr-1-config --link-ld --libs)
 
 unit: build/unit_tests
 	./build/unit_tests

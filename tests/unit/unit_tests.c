@@ -14,16 +14,9 @@
 #include "sse_json.h"
 #include "sse_query.h"
 #include "sse_store.h"
+#include "unit.h"
 
-static int failures, checks;
-
-#define CHECK(cond) do { checks++; if (!(cond)) { failures++; \
-    fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); } \
-} while (0)
-#define CHECK_STR(want, got) do { const char *w_ = (want), *g_ = (got); \
-    checks++; if (!g_ || strcmp(w_, g_)) { failures++; \
-    fprintf(stderr, "%s:%d: expected \"%s\", got \"%s\"\n", __FILE__, \
-            __LINE__, w_, g_ ? g_ : "(null)"); } } while (0)
+int unit_failures, unit_checks;
 
 static apr_pool_t *pool;
 
@@ -263,7 +256,8 @@ int main(void)
     test_query();
     test_store_replay();
     test_store_limits_and_repair();
-    printf("%d passed, %d failed\n", checks - failures, failures);
+    printf("%d passed, %d failed\n", unit_checks - unit_failures,
+           unit_failures);
     apr_terminate();
-    return failures ? 1 : 0;
+    return unit_failures ? 1 : 0;
 }
