@@ -74,16 +74,26 @@ static char *put_utf8(char *w, apr_uint32_t cp)
 }
 
 /* Parses a string at jp->s (the opening quote). With out != NULL, the
- * decoded bytes are returned (allocated from jp->p). */
+ * decoded bytes are returned (allocated from jp->p). The closing quote is
+ * found first so that the buffer is as long as this string's escaped form
+ * (decoding never makes it longer), not as long as the rest of the body:
+ * that made a body of many short strings cost memory quadratic in its
+ * length. */
 static int parse_string(json_parser *jp, char **out, apr_size_t *outlen)
 {
-    const char *s = jp->s + 1;
+    const char *s = jp->s + 1, *close = s;
     char *buf = NULL, *w = NULL;
-    if (out) {
-        /* decoding never makes a string longer than its escaped form */
-        buf = w = apr_palloc(jp->p, (apr_size_t)(jp->end - s) + 1);
+
+    while (close < jp->end && *close != '"') {
+        close += (*close == '\\') ? 2 : 1;
     }
-    while (s < jp->end && *s != '"') {
+    if (close >= jp->end) {
+        return fail(jp, "unterminated JSON string");
+    }
+    if (out) {
+        buf = w = apr_palloc(jp->p, (apr_size_t)(close - s) + 1);
+    }
+    while (s < close) {
         unsigned char c = (unsigned char)*s;
         if (c < 0x20) {
             return fail(jp, "control character in a JSON string");
@@ -93,8 +103,7 @@ static int parse_string(json_parser *jp, char **out, apr_size_t *outlen)
             s++;
             continue;
         }
-        if (++s >= jp->end) break;
-        switch (*s) {
+        switch (*++s) {
         case '"': case '\\': case '/':
             if (w) *w++ = *s;
             s++;
@@ -106,7 +115,7 @@ static int parse_string(json_parser *jp, char **out, apr_size_t *outlen)
         case 't': if (w) *w++ = '\t'; s++; break;
         case 'u': {
             apr_uint32_t cp, lo;
-            if (jp->end - s < 5 || hex4(s + 1, &cp)) {
+            if (close - s < 5 || hex4(s + 1, &cp)) {
                 return fail(jp, "bad \\u escape in a JSON string");
             }
             s += 5;
@@ -114,7 +123,7 @@ static int parse_string(json_parser *jp, char **out, apr_size_t *outlen)
                 return fail(jp, "lone surrogate in a JSON string");
             }
             if (cp >= 0xD800 && cp <= 0xDBFF) {
-                if (jp->end - s < 6 || s[0] != '\\' || s[1] != 'u'
+                if (close - s < 6 || s[0] != '\\' || s[1] != 'u'
                     || hex4(s + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF) {
                     return fail(jp, "lone surrogate in a JSON string");
                 }
@@ -128,10 +137,7 @@ static int parse_string(json_parser *jp, char **out, apr_size_t *outlen)
             return fail(jp, "bad escape in a JSON string");
         }
     }
-    if (s >= jp->end) {
-        return fail(jp, "unterminated JSON string");
-    }
-    jp->s = s + 1;
+    jp->s = close + 1;
     if (out) {
         *w = '\0';
         *out = buf;

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "apr_pools.h"
+
 extern int unit_failures, unit_checks;
 
 #define CHECK(cond) do { unit_checks++; if (!(cond)) { unit_failures++; \
@@ -17,5 +19,8 @@ extern int unit_failures, unit_checks;
     unit_checks++; if (!g_ || strcmp(w_, g_)) { unit_failures++; \
     fprintf(stderr, "%s:%d: expected \"%s\", got \"%s\"\n", __FILE__, \
             __LINE__, w_, g_ ? g_ : "(null)"); } } while (0)
+
+/* The suites in the other files, called by main() in unit_tests.c. */
+void json_tests(apr_pool_t *p);
 
 #endif /* SSE_UNIT_H */
