@@ -258,10 +258,22 @@ static int parse_retry_value(json_parser *jp, sse_event *ev)
     return 0;
 }
 
+/* A key given twice is refused: JSON leaves its meaning open (parsers
+ * keep the first, the last, or fail), so the publisher may mean either. */
+static int once(json_parser *jp, int *seen, const char *key)
+{
+    if (*seen) {
+        return fail(jp, apr_psprintf(jp->p, "duplicate key \"%s\" in an "
+                                     "envelope", key));
+    }
+    *seen = 1;
+    return 0;
+}
+
 static int parse_envelope(json_parser *jp, apr_array_header_t *events)
 {
     sse_event *ev = apr_array_push(events);
-    int have_data = 0;
+    int have_data = 0, have_event = 0, have_retry = 0;
     memset(ev, 0, sizeof(*ev));
     ev->retry = -1;
 
@@ -292,6 +304,7 @@ static int parse_envelope(json_parser *jp, apr_array_header_t *events)
             return fail(jp, "unexpected end of JSON");
         }
         if (!strcmp(key, "data")) {
+            if (once(jp, &have_data, "data")) return -1;
             if (*jp->s == '"') {
                 char *str;
                 if (parse_string(jp, &str, &ev->data_len)) return -1;
@@ -303,10 +316,10 @@ static int parse_envelope(json_parser *jp, apr_array_header_t *events)
                 ev->data = start;
                 ev->data_len = (apr_size_t)(jp->s - start);
             }
-            have_data = 1;
         }
         else if (!strcmp(key, "event")) {
             char *str;
+            if (once(jp, &have_event, "event")) return -1;
             if (*jp->s != '"') {
                 return fail(jp, "\"event\" must be a string");
             }
@@ -314,7 +327,8 @@ static int parse_envelope(json_parser *jp, apr_array_header_t *events)
             ev->event = str;
         }
         else if (!strcmp(key, "retry")) {
-            if (parse_retry_value(jp, ev)) return -1;
+            if (once(jp, &have_retry, "retry")
+                || parse_retry_value(jp, ev)) return -1;
         }
         else if (!strcmp(key, "id")) {
             return fail(jp, "\"id\" cannot be set: ids are assigned by the "

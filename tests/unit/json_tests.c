@@ -57,6 +57,24 @@ static void test_json(void)
     CHECK_STR("\"a\\\"b\\\\c\\n\\u0001\"", sse_json_quote(pool, "a\"b\\c\n\1", 7));
 }
 
+/* A key given twice in one envelope is refused, not last-one-wins. */
+static void test_envelope_duplicate_keys(void)
+{
+    apr_array_header_t *evs;
+    CHECK_STR("duplicate key \"data\" in an envelope",
+              parse("{\"data\":\"a\",\"data\":\"b\"}", &evs));
+    CHECK_STR("duplicate key \"data\" in an envelope",
+              parse("[{\"data\":1},{\"data\":{\"x\":1},\"data\":2}]", &evs));
+    CHECK_STR("duplicate key \"event\" in an envelope",
+              parse("{\"event\":\"a\",\"data\":1,\"event\":\"a\"}", &evs));
+    CHECK_STR("duplicate key \"retry\" in an envelope",
+              parse("{\"retry\":1,\"data\":1,\"retry\":\"2\"}", &evs));
+    /* the same key in the data value or in another envelope is fine */
+    CHECK(parse("{\"data\":{\"data\":1,\"event\":2}}", &evs) == NULL);
+    CHECK(parse("[{\"data\":1,\"event\":\"a\"},{\"event\":\"a\",\"data\":1}]",
+                &evs) == NULL && evs->nelts == 2);
+}
+
 /* Pages of virtual size (which == 0) or resident set (which == 1), from
  * /proc/self/statm; 0 when unknown. */
 static long statm_pages(int which)
@@ -142,5 +160,6 @@ void json_tests(apr_pool_t *p)
 {
     pool = p;
     test_json();
+    test_envelope_duplicate_keys();
     test_envelopes_memory();
 }
