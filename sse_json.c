@@ -270,6 +270,12 @@ static int once(json_parser *jp, int *seen, const char *key)
     return 0;
 }
 
+/* Compares the whole decoded key: "data\u0000x" is not "data". */
+static int key_is(const char *key, apr_size_t klen, const char *name)
+{
+    return klen == strlen(name) && !memcmp(key, name, klen);
+}
+
 static int parse_envelope(json_parser *jp, apr_array_header_t *events)
 {
     sse_event *ev = apr_array_push(events);
@@ -303,7 +309,7 @@ static int parse_envelope(json_parser *jp, apr_array_header_t *events)
         if (jp->s >= jp->end) {
             return fail(jp, "unexpected end of JSON");
         }
-        if (!strcmp(key, "data")) {
+        if (key_is(key, klen, "data")) {
             if (once(jp, &have_data, "data")) return -1;
             if (*jp->s == '"') {
                 char *str;
@@ -317,7 +323,7 @@ static int parse_envelope(json_parser *jp, apr_array_header_t *events)
                 ev->data_len = (apr_size_t)(jp->s - start);
             }
         }
-        else if (!strcmp(key, "event")) {
+        else if (key_is(key, klen, "event")) {
             char *str;
             if (once(jp, &have_event, "event")) return -1;
             if (*jp->s != '"') {
@@ -326,11 +332,11 @@ static int parse_envelope(json_parser *jp, apr_array_header_t *events)
             if (parse_string(jp, &str, &ev->event_len)) return -1;
             ev->event = str;
         }
-        else if (!strcmp(key, "retry")) {
+        else if (key_is(key, klen, "retry")) {
             if (once(jp, &have_retry, "retry")
                 || parse_retry_value(jp, ev)) return -1;
         }
-        else if (!strcmp(key, "id")) {
+        else if (key_is(key, klen, "id")) {
             return fail(jp, "\"id\" cannot be set: ids are assigned by the "
                             "server");
         }

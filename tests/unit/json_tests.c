@@ -69,6 +69,9 @@ static void test_envelope_duplicate_keys(void)
               parse("{\"event\":\"a\",\"data\":1,\"event\":\"a\"}", &evs));
     CHECK_STR("duplicate key \"retry\" in an envelope",
               parse("{\"retry\":1,\"data\":1,\"retry\":\"2\"}", &evs));
+    /* a key is compared whole: "data" plus a NUL is another key */
+    CHECK_STR("unknown envelope key \"data\\u0000\" (use data, event, retry)",
+              parse("{\"data\\u0000\":1}", &evs));
     /* the same key in the data value or in another envelope is fine */
     CHECK(parse("{\"data\":{\"data\":1,\"event\":2}}", &evs) == NULL);
     CHECK(parse("[{\"data\":1,\"event\":\"a\"},{\"event\":\"a\",\"data\":1}]",
