@@ -2,11 +2,12 @@
 APXS    ?= apxs
 PYTHON  ?= /usr/bin/python3
 SRCS     = mod_sse.c sse_config.c sse_event.c sse_json.c sse_query.c \
-           sse_store.c sse_notify.c sse_fanout.c sse_publish.c sse_stream.c sse_admin.c
+           sse_store.c sse_notify.c sse_fanout.c sse_publish.c sse_stream.c sse_admin.c \
+           sse_jwt.c
 HEADERS  = $(wildcard *.h)
 WARN     = -Wc,-Wall -Wc,-Wextra -Wc,-std=gnu99
 # units without httpd headers, linked into the C unit tests
-PURE     = sse_event.c sse_json.c sse_query.c sse_store.c
+PURE     = sse_event.c sse_json.c sse_query.c sse_store.c sse_jwt.c
 
 .PHONY: all deps install activate unit test demo clean bench
 
@@ -14,7 +15,7 @@ all: .libs/mod_sse.so
 
 .libs/mod_sse.so: $(SRCS) $(HEADERS)
 	@command -v $(APXS) >/dev/null || { echo "apxs not found: run 'make deps' (Debian: apache2-dev)"; exit 1; }
-	$(APXS) -c $(WARN) -o mod_sse.la $(SRCS)
+	$(APXS) -c $(WARN) -o mod_sse.la $(SRCS) -lcrypto
 
 deps:
 	@sh scripts/install-deps.sh
@@ -30,7 +31,7 @@ UNIT     = $(wildcard tests/unit/*.c)
 build/unit_tests: $(UNIT) $(wildcard tests/unit/*.h) $(PURE) $(HEADERS)
 	@mkdir -p build
 	cc -Wall -Wextra -Werror -g -O1 -I. $$(apr-1-config --includes --cppflags) \
-	   -o $@ $(UNIT) $(PURE) $$(apr-1-config --link-ld --libs)
+	   -o $@ $(UNIT) $(PURE) $$(apr-1-config --link-ld --libs) -lcrypto
 
 unit: build/unit_tests
 	./build/unit_tests

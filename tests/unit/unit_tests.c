@@ -213,6 +213,7 @@ int main(void)
     test_framing();
     test_validation();
     json_tests(pool);
+    jwt_tests(pool);
     test_query();
     test_store_replay();
     test_store_limits_and_repair();
