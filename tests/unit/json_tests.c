@@ -201,8 +201,8 @@ static void test_document(void)
     const sse_json_value *v, *m;
     sse_json_value *out;
 
-    v = parse_doc(" {\"a\" : [1, {\"b\": null}, true, false],\t\"c\":\"x\\u0000y\""
-                  ", \"\":-2.5e-3 }\r\n", 8);
+    v = parse_doc(" {\"a\" : [1, {\"b\": null}, true, false],\t"
+                  "\"c\":\"x\\u0000y\", \"\":-2.5e-3 }\r\n", 8);
     CHECK(v && v->type == SSE_JSON_OBJECT && v->count == 3);
     if (!v) return;
     m = sse_json_get(v, "a");
