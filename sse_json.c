@@ -331,12 +331,11 @@ static int parse_value(json_parser *jp, int depth, sse_json_value **out)
         if (parse_container(jp, depth, v)) return -1;
         break;
     case 't': case 'f': case 'n': {
-        sse_json_type type = *jp->s == 't' ? SSE_JSON_TRUE
-                             : *jp->s == 'f' ? SSE_JSON_FALSE : SSE_JSON_NULL;
-        if (parse_literal(jp, type == SSE_JSON_TRUE ? "true"
-                              : type == SSE_JSON_FALSE ? "false" : "null")) {
-            return -1;
-        }
+        /* indexed by sse_json_type, whose first three are these */
+        static const char *const words[] = { "null", "false", "true" };
+        sse_json_type type = *jp->s == 'n' ? SSE_JSON_NULL
+                             : *jp->s == 'f' ? SSE_JSON_FALSE : SSE_JSON_TRUE;
+        if (parse_literal(jp, words[type])) return -1;
         if (out) v = new_value(jp, type);
         break;
     }
