@@ -3,14 +3,14 @@ APXS    ?= apxs
 PYTHON  ?= /usr/bin/python3
 SRCS     = mod_sse.c sse_config.c sse_event.c sse_json.c sse_query.c \
            sse_store.c sse_store_clients.c sse_store_repair.c sse_notify.c \
-           sse_fanout.c sse_publish.c sse_location.c sse_access.c \
+           sse_fanout.c sse_publish.c sse_location.c sse_access.c sse_jwt.c \
            sse_stream.c sse_admin.c
 HEADERS  = $(wildcard *.h)
 WARN     = -Wc,-Wall -Wc,-Wextra -Wc,-std=gnu99 \
            -Wc,-Werror=implicit-function-declaration
 # units without httpd headers, linked into the C unit tests
 PURE     = sse_event.c sse_json.c sse_query.c sse_store.c sse_store_clients.c \
-           sse_store_repair.c
+           sse_store_repair.c sse_jwt.c
 
 .PHONY: all deps install activate unit test demo clean bench
 
@@ -18,7 +18,7 @@ all: .libs/mod_sse.so
 
 .libs/mod_sse.so: $(SRCS) $(HEADERS)
 	@command -v $(APXS) >/dev/null || { echo "apxs not found: run 'make deps' (Debian: apache2-dev)"; exit 1; }
-	$(APXS) -c $(WARN) -o mod_sse.la $(SRCS)
+	$(APXS) -c $(WARN) -o mod_sse.la $(SRCS) -lcrypto
 
 deps:
 	@sh scripts/install-deps.sh
@@ -29,10 +29,12 @@ install: all
 activate: all
 	$(APXS) -i -a -n sse mod_sse.la
 
-build/unit_tests: tests/unit/unit_tests.c $(PURE) $(HEADERS)
+UNIT     = $(wildcard tests/unit/*.c)
+
+build/unit_tests: $(UNIT) $(wildcard tests/unit/*.h) $(PURE) $(HEADERS)
 	@mkdir -p build
 	cc -Wall -Wextra -Werror -g -O1 -I. $$(apr-1-config --includes --cppflags) \
-	   -o $@ tests/unit/unit_tests.c $(PURE) $$(apr-1-config --link-ld --libs)
+	   -o $@ $(UNIT) $(PURE) $$(apr-1-config --link-ld --libs) -lcrypto
 
 unit: build/unit_tests
 	./build/unit_tests

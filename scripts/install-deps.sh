@@ -9,6 +9,7 @@ command -v apxs >/dev/null 2>&1 || need="$need apache2-dev"
 [ -f /usr/lib/apache2/modules/mod_mpm_event.so ] || need="$need apache2-bin"
 command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v cc >/dev/null 2>&1 || need="$need gcc"
+[ -f /usr/include/openssl/evp.h ] || need="$need libssl-dev"
 /usr/bin/python3 -c 'import pytest' 2>/dev/null || need="$need python3-pytest"
 /usr/bin/python3 -c 'import requests' 2>/dev/null || need="$need python3-requests"
 for extra in "$@"; do need="$need $extra"; done

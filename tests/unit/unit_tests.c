@@ -1,7 +1,8 @@
 /* unit_tests.c - unit tests of the units that need no httpd: event framing
- * and validation (sse_event.c), JSON envelopes (sse_json.c), query decoding
- * (sse_query.c) and the shared-memory store (sse_store.c), including repair
- * after a lock holder died mid-update. Run by "make unit".
+ * and validation (sse_event.c), query decoding (sse_query.c) and the
+ * shared-memory store (sse_store.c), including repair after a lock holder
+ * died mid-update; main() also runs the other files' tests (JSON, JWT).
+ * Run by "make unit".
  */
 #include <stdio.h>
 #include <string.h>
@@ -11,19 +12,11 @@
 #include "apr_strings.h"
 
 #include "sse_event.h"
-#include "sse_json.h"
 #include "sse_query.h"
 #include "sse_store.h"
+#include "unit.h"
 
-static int failures, checks;
-
-#define CHECK(cond) do { checks++; if (!(cond)) { failures++; \
-    fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); } \
-} while (0)
-#define CHECK_STR(want, got) do { const char *w_ = (want), *g_ = (got); \
-    checks++; if (!g_ || strcmp(w_, g_)) { failures++; \
-    fprintf(stderr, "%s:%d: expected \"%s\", got \"%s\"\n", __FILE__, \
-            __LINE__, w_, g_ ? g_ : "(null)"); } } while (0)
+int unit_failures, unit_checks;
 
 static apr_pool_t *pool;
 
@@ -78,46 +71,6 @@ static void test_validation(void)
     CHECK(sse_id_parse("", &id) != 0);
     sse_id_format(buf, 1234567890123ULL);
     CHECK_STR("1234567890123", buf);
-}
-
-static const char *parse(const char *json, apr_array_header_t **evs)
-{
-    return sse_json_parse_envelopes(pool, json, strlen(json), evs);
-}
-
-static void test_json(void)
-{
-    apr_array_header_t *evs;
-    sse_event *ev;
-    const char *err;
-
-    err = parse("{\"data\":\"a\\nb\\u00e9\\ud83d"
-                "\\ude00\",\"event\":\"x\",\"retry\":5}", &evs);
-    CHECK(err == NULL);
-    if (!err) {
-        ev = &APR_ARRAY_IDX(evs, 0, sse_event);
-        CHECK(ev->data_len == 9 && !memcmp(ev->data, "a\nb\xc3\xa9\xf0\x9f\x98\x80", 9));
-        CHECK(ev->event_len == 1 && ev->retry == 5);
-    }
-    err = parse(" {\"data\": {\"a\": [1, 2.5e3]}} ", &evs);
-    CHECK(err == NULL);
-    if (!err) {
-        ev = &APR_ARRAY_IDX(evs, 0, sse_event);
-        CHECK(ev->data_len == 17 && !memcmp(ev->data, "{\"a\": [1, 2.5e3]}", 17));
-    }
-    err = sse_json_parse_envelopes(pool, "[{\"data\":1},{\"data\":\"2\","
-                                   "\"retry\":\"7\"}]", 37, &evs);
-    CHECK(err == NULL && evs->nelts == 2);
-    CHECK(sse_json_parse_envelopes(pool, "{\"data\":1,\"id\":2}", 17, &evs));
-    CHECK(sse_json_parse_envelopes(pool, "{\"data\":1,\"x\":2}", 16, &evs));
-    CHECK(sse_json_parse_envelopes(pool, "{\"event\":\"a\"}", 13, &evs));
-    CHECK(sse_json_parse_envelopes(pool, "{\"data\":1", 9, &evs));
-    CHECK(sse_json_parse_envelopes(pool, "[]", 2, &evs));
-    CHECK(sse_json_parse_envelopes(pool, "{\"data\":1} x", 12, &evs));
-    CHECK(sse_json_parse_envelopes(pool, "{\"data\":\"\\ud800\"}", 17, &evs));
-    CHECK(sse_json_parse_envelopes(pool, "{\"data\":1,\"retry\":-1}", 21, &evs));
-    CHECK(sse_json_parse_envelopes(pool, "{\"data\":01}", 11, &evs));
-    CHECK_STR("\"a\\\"b\\\\c\\n\\u0001\"", sse_json_quote(pool, "a\"b\\c\n\1", 7));
 }
 
 static void test_query(void)
@@ -262,11 +215,13 @@ int main(void)
     apr_pool_create(&pool, NULL);
     test_framing();
     test_validation();
-    test_json();
+    json_tests(pool);
+    jwt_tests(pool);
     test_query();
     test_store_replay();
     test_store_limits_and_repair();
-    printf("%d passed, %d failed\n", checks - failures, failures);
+    printf("%d passed, %d failed\n", unit_checks - unit_failures,
+           unit_failures);
     apr_terminate();
-    return failures ? 1 : 0;
+    return unit_failures ? 1 : 0;
 }

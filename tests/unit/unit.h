@@ -1,0 +1,27 @@
+/* unit.h - the check macros and counters shared by the unit test files, so
+ * that each unit's tests can live in a file of their own and still be run
+ * and counted by the one binary that "make unit" builds.
+ */
+#ifndef SSE_UNIT_H
+#define SSE_UNIT_H
+
+#include <stdio.h>
+#include <string.h>
+
+#include "apr_pools.h"
+
+extern int unit_failures, unit_checks;
+
+#define CHECK(cond) do { unit_checks++; if (!(cond)) { unit_failures++; \
+    fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); } \
+} while (0)
+#define CHECK_STR(want, got) do { const char *w_ = (want), *g_ = (got); \
+    unit_checks++; if (!g_ || strcmp(w_, g_)) { unit_failures++; \
+    fprintf(stderr, "%s:%d: expected \"%s\", got \"%s\"\n", __FILE__, \
+            __LINE__, w_, g_ ? g_ : "(null)"); } } while (0)
+
+/* The suites in the other files, called by main() in unit_tests.c. */
+void json_tests(apr_pool_t *p);
+void jwt_tests(apr_pool_t *p);
+
+#endif /* SSE_UNIT_H */
