@@ -33,6 +33,7 @@
 #include "sse_config.h"
 #include "sse_location.h"
 #include "sse_query.h"
+#include "sse_jwt.h"
 #include "sse_access.h"
 
 #define TOKEN_PARAM "authorization"
@@ -263,6 +264,42 @@ const char *sse_access_token(request_rec *r, const char *cookie_name)
         return cookie;
     }
     return sse_request_state_get(r)->query_token;
+}
+
+int sse_access_token_claims(request_rec *r, sse_jwt_claims *claims)
+{
+    const sse_dir_conf *dc = sse_config_dir(r);
+    const char *token, *why;
+    if (!dc || !dc->token_key) return DECLINED;
+    token = sse_access_token(r, sse_config_token_cookie(dc));
+    why = !token || !*token ? "no token in the request"
+        : sse_jwt_verify(r->pool, dc->token_key, token, strlen(token),
+                         (apr_int64_t)apr_time_sec(apr_time_now()),
+                         dc->token_audience, claims);
+    if (why) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SSE_LOGNO(00302)
+                      "token refused: %s", why);
+        apr_table_setn(r->err_headers_out, "WWW-Authenticate",
+                       token && *token
+                       ? "Bearer realm=\"sse\", error=\"invalid_token\""
+                       : "Bearer realm=\"sse\"");
+        return HTTP_UNAUTHORIZED;
+    }
+    if (!r->user && claims->subject) {
+        r->user = apr_pstrdup(r->pool, claims->subject);
+    }
+    return OK;
+}
+
+int sse_access_token_grants(const apr_array_header_t *patterns,
+                            const char *channel)
+{
+    int i;
+    if (channel) return sse_jwt_allows(patterns, channel);
+    for (i = 0; patterns && i < patterns->nelts; i++) {
+        if (!strcmp(APR_ARRAY_IDX(patterns, i, const char *), "*")) return 1;
+    }
+    return 0;
 }
 
 void sse_access_register_hooks(void)

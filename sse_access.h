@@ -35,6 +35,20 @@ const char *sse_access_admin_origin(request_rec *r);
  * the request line and query before anything logs them). NULL if none. */
 const char *sse_access_token(request_rec *r, const char *cookie_name);
 
+struct sse_jwt_claims;
+
+/* For a location with SSETokenKey: verifies the request's token and fills
+ * *claims; its subject becomes r->user when no one is logged in yet.
+ * Returns OK, DECLINED when the location takes no tokens, or 401 (with a
+ * Bearer challenge; the reason, never the token, goes to the error log). */
+int sse_access_token_claims(request_rec *r, struct sse_jwt_claims *claims);
+
+/* Non-zero when the patterns of a token claim (sse_subscribe,
+ * sse_publish) cover channel; with channel NULL, when they cover every
+ * channel ("*"). */
+int sse_access_token_grants(const apr_array_header_t *patterns,
+                            const char *channel);
+
 void sse_access_register_hooks(void);
 
 #endif /* SSE_ACCESS_H */

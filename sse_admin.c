@@ -7,7 +7,8 @@
  *   GET    status               server totals
  *
  * Access control is httpd's (Require on the location); sse_access.c adds
- * the refusal of other sites' pages. Paths are relative to the <Location>
+ * the refusal of other sites' pages and, with SSETokenKey, tokens whose
+ * sse_publish claim grants the channel ("*" for status and the list). Paths are relative to the <Location>
  * that set the handler, whatever sections nest below it. Every answer,
  * errors included, is JSON, and a refused request changes nothing.
  */
@@ -28,6 +29,7 @@
 #include "sse_publish.h"
 #include "sse_admin.h"
 #include "sse_location.h"
+#include "sse_jwt.h"
 #include "sse_access.h"
 
 /* A JSON publish may be this many times SSEMaxMessageSize: room for
@@ -340,6 +342,7 @@ static int server_status(request_rec *r, sse_store *st)
 static int sse_admin_handler(request_rec *r)
 {
     const char *path, *why;
+    sse_jwt_claims claims, *grants;
     sse_store *st;
     int status;
 
@@ -358,24 +361,37 @@ static int sse_admin_handler(request_rec *r)
     if ((why = sse_access_admin_origin(r))) {
         return reply_error(r, HTTP_FORBIDDEN, why);
     }
+    status = sse_access_token_claims(r, &claims);
+    if (status != OK && status != DECLINED) {
+        return reply_error(r, status, "this API needs a valid token "
+                           "(Authorization: Bearer); see the error log");
+    }
+    grants = status == OK ? &claims : NULL;
     path = sse_location_of(r)->rest;
     if (!(st = sse_current_store())) {
         return reply_error(r, HTTP_SERVICE_UNAVAILABLE,
                            "the event store is not available (see the "
                            "error log)");
     }
-    if (!strcmp(path, "status")) {
-        return server_status(r, st);
-    }
-    if (!strcmp(path, "channels") || !strcmp(path, "channels/")) {
-        return list_channels(r, st);
+    if (!strcmp(path, "status") || !strcmp(path, "channels")
+        || !strcmp(path, "channels/")) {
+        if (grants && !sse_access_token_grants(grants->publish, NULL)) {
+            return reply_error(r, HTTP_FORBIDDEN, "the token's sse_publish "
+                               "claim does not grant every channel (\"*\")");
+        }
+        return path[0] == 's' ? server_status(r, st) : list_channels(r, st);
     }
     if (!strncmp(path, "channels/", 9)) {
+        if (grants && !sse_access_token_grants(grants->publish, path + 9)) {
+            return reply_error(r, HTTP_FORBIDDEN, "the token's sse_publish "
+                               "claim does not grant this channel");
+        }
         return channel_request(r, st, path + 9);
     }
     return reply_error(r, HTTP_NOT_FOUND, apr_psprintf(r->pool,
                        "no such admin resource '%s' (use status, channels, "
-                       "channels/{channel})", path));
+                       "channels/{channel})",
+                       sse_printable(r->pool, path, strlen(path))));
 }
 
 void sse_admin_register_hooks(void)

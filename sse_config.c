@@ -12,6 +12,7 @@
 #include "sse_private.h"
 #include "sse_config.h"
 #include "sse_event.h"
+#include "sse_jwt.h"
 
 void *sse_create_server_conf(apr_pool_t *p, server_rec *s)
 {
@@ -48,6 +49,11 @@ void *sse_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     conf->channels = add->channels ? add->channels : base->channels;
     conf->cors_origins = add->cors_origins ? add->cors_origins
                                            : base->cors_origins;
+    conf->token_key = add->token_key ? add->token_key : base->token_key;
+    conf->token_audience = add->token_audience ? add->token_audience
+                                               : base->token_audience;
+    conf->token_cookie = add->token_cookie ? add->token_cookie
+                                           : base->token_cookie;
     conf->autocreate = SSE_MERGE(autocreate, -1);
     conf->retry_ms = SSE_MERGE(retry_ms, -1);
     conf->keepalive_sec = SSE_MERGE(keepalive_sec, -1);
@@ -73,6 +79,11 @@ int sse_config_keepalive(const sse_dir_conf *dc)
 {
     return dc->keepalive_sec >= 0 ? dc->keepalive_sec
                                   : SSE_DEFAULT_KEEPALIVE_SEC;
+}
+
+const char *sse_config_token_cookie(const sse_dir_conf *dc)
+{
+    return dc->token_cookie ? dc->token_cookie : SSE_DEFAULT_TOKEN_COOKIE;
 }
 
 /* Parses a non-negative integer that fits in max; NULL on success. */
@@ -256,6 +267,46 @@ static const char *set_cors_origins(cmd_parms *cmd, void *dcv,
     return NULL;
 }
 
+/* The key is read now, so that "apachectl configtest" reports a missing
+ * file, a short secret or the wrong kind of key. */
+static const char *set_token_key(cmd_parms *cmd, void *dcv, const char *alg,
+                                 const char *file)
+{
+    sse_dir_conf *dc = dcv;
+    sse_jwt_key *key;
+    const char *why, *path;
+    sse_jwt_alg a = sse_jwt_alg_parse(alg);
+    if (!a) {
+        return apr_psprintf(cmd->pool, "SSETokenKey: algorithm '%s' is not "
+                            "one of HS256, RS256, ES256", alg);
+    }
+    if (!(path = ap_server_root_relative(cmd->pool, file))) {
+        return apr_psprintf(cmd->pool, "SSETokenKey: bad path '%s'", file);
+    }
+    if ((why = sse_jwt_key_load(cmd->pool, a, path, &key))) {
+        return apr_pstrcat(cmd->pool, "SSETokenKey: ", why, NULL);
+    }
+    dc->token_key = key;
+    return NULL;
+}
+
+static const char *set_token_string(cmd_parms *cmd, void *dcv,
+                                    const char *arg)
+{
+    sse_dir_conf *dc = dcv;
+    if (!strcasecmp(cmd->cmd->name, "SSETokenCookie")) {
+        if (!*arg || strpbrk(arg, "=;, \t")) {
+            return apr_psprintf(cmd->pool, "SSETokenCookie: '%s' is not a "
+                                "cookie name", arg);
+        }
+        dc->token_cookie = arg;
+    }
+    else {
+        dc->token_audience = arg;
+    }
+    return NULL;
+}
+
 static const char *set_autocreate(cmd_parms *cmd, void *dcv, int on)
 {
     (void)cmd;
@@ -313,6 +364,18 @@ const command_rec sse_cmds[] = {
     AP_INIT_ITERATE("SSECorsOrigins", set_cors_origins, NULL, ACCESS_CONF,
                     "origins (scheme://host[:port]) or * whose pages may use "
                     "this location from a browser (Location; default none)"),
+    AP_INIT_TAKE2("SSETokenKey", set_token_key, NULL, RSRC_CONF | ACCESS_CONF,
+                  "HS256|RS256|ES256 and the key file (secret, or PEM public "
+                  "key): streams and the admin API then need a signed token "
+                  "(server, Location; default none)"),
+    AP_INIT_TAKE1("SSETokenAudience", set_token_string, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "the \"aud\" a token must name (server, Location; default "
+                  "none: tokens naming an audience are refused)"),
+    AP_INIT_TAKE1("SSETokenCookie", set_token_string, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "cookie that may carry the token (server, Location; "
+                  "default sse_token)"),
     AP_INIT_FLAG("SSEAutoCreate", set_autocreate, NULL,
                  RSRC_CONF | ACCESS_CONF,
                  "On: subscribing creates unknown channels; Off: 404 "

@@ -14,6 +14,7 @@
 #define SSE_DEFAULT_HISTORY_SIZE    100
 #define SSE_DEFAULT_MAX_MESSAGE     (64 * 1024)
 #define SSE_DEFAULT_KEEPALIVE_SEC   15
+#define SSE_DEFAULT_TOKEN_COOKIE    "sse_token"
 /* Streams wake at least this often to check the client, even without
  * keepalive comments. */
 #define SSE_MAX_IDLE_WAIT_SEC       15
@@ -42,6 +43,9 @@ typedef struct {
     apr_array_header_t *channels; /* SSEChannel pins (sse_channel_pin) */
     apr_array_header_t *cors_origins; /* SSECorsOrigins: lower-case
                                      "scheme://host[:port]" or "*" */
+    const struct sse_jwt_key *token_key; /* SSETokenKey: tokens required */
+    const char *token_audience;   /* SSETokenAudience, NULL = none */
+    const char *token_cookie;     /* SSETokenCookie, NULL = default */
     int autocreate;               /* SSEAutoCreate */
     int retry_ms;                 /* SSERetry, -1 = don't send */
     int keepalive_sec;            /* SSEKeepAlive, 0 = off */
@@ -63,5 +67,6 @@ char *sse_origin_canonical(apr_pool_t *p, const char *origin);
 /* Effective values with defaults applied. */
 int sse_config_autocreate(const sse_dir_conf *dc);
 int sse_config_keepalive(const sse_dir_conf *dc);
+const char *sse_config_token_cookie(const sse_dir_conf *dc);
 
 #endif /* SSE_CONFIG_H */

@@ -545,6 +545,12 @@ static const char *read_claims(apr_pool_t *p, const char *json,
     if (present && t > now) {
         return "not yet valid (nbf)";
     }
+    /* RFC 7519 4.1.3: a recipient that does not find itself in "aud"
+     * must reject the token, and one without a configured audience never
+     * does: a token meant for another service is not ours */
+    if (!audience && sse_json_get(claims, "aud")) {
+        return "audience mismatch (the token names one, none is configured)";
+    }
     if (audience
         && (why = check_audience(sse_json_get(claims, "aud"), audience))) {
         return why;

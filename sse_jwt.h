@@ -23,7 +23,7 @@ typedef enum {
 typedef struct sse_jwt_key sse_jwt_key;
 
 /* What a valid token grants. */
-typedef struct {
+typedef struct sse_jwt_claims {
     apr_array_header_t *subscribe;  /* "sse_subscribe": const char *
                                      * patterns; NULL when absent */
     apr_array_header_t *publish;    /* "sse_publish": likewise */
@@ -67,8 +67,9 @@ sse_jwt_alg sse_jwt_key_alg(const sse_jwt_key *key);
  * expired, nbf > now not yet valid); "sub" is a string; "sse_subscribe"
  * and "sse_publish" are arrays of channel patterns (see
  * sse_jwt_allows()). When audience is not NULL, "aud" (a string or an
- * array of strings) must contain it; when it is NULL, "aud" is not looked
- * at. Other claims are ignored.
+ * array of strings) must contain it; when it is NULL, a token with "aud"
+ * is refused (it is meant for someone who names themselves). Other claims
+ * are ignored.
  *
  * Returns NULL when the token is valid, and fills *claims (allocated from
  * p). Else *claims is zeroed and the return value is a short reason for
@@ -84,7 +85,8 @@ sse_jwt_alg sse_jwt_key_alg(const sse_jwt_key *key);
  *   "crit header refused"
  *   "bad signature"
  *   "expired", "not yet valid (nbf)"
- *   "audience mismatch", "audience mismatch (no \"aud\")" */
+ *   "audience mismatch", "audience mismatch (no \"aud\")",
+ *   "audience mismatch (the token names one, none is configured)" */
 const char *sse_jwt_verify(apr_pool_t *p, const sse_jwt_key *key,
                            const char *token, apr_size_t len,
                            apr_int64_t now, const char *audience,

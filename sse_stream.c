@@ -32,6 +32,7 @@
 #include "sse_fanout.h"
 #include "sse_stream.h"
 #include "sse_location.h"
+#include "sse_jwt.h"
 #include "sse_access.h"
 
 /* Bytes copied from the store per write; a longer replay takes several. */
@@ -497,11 +498,12 @@ static const unsigned char *client_address(request_rec *r,
     return inet_pton(AF_INET, ip, buf + 12) == 1 ? buf : NULL;
 }
 
-/* Which channels, and whether this client may have them: refuses with
- * 400 (bad names), 401/403 (httpd's access rules for a channel's URL, or
- * an SSEChannel expression without a valid value). */
-static int resolve_channels(request_rec *r, const apr_array_header_t *params,
-                            apr_array_header_t **names)
+/* Which channels, as far as httpd's access rules go: refuses with 400
+ * (bad names), 401/403 (httpd's rules for a channel's URL, or an
+ * SSEChannel expression without a valid value). */
+static int channels_allowed_by_httpd(request_rec *r,
+                                     const apr_array_header_t *params,
+                                     apr_array_header_t **names)
 {
     const sse_dir_conf *dc = sse_config_dir(r);
     const sse_location *loc = sse_location_of(r);
@@ -525,6 +527,31 @@ static int resolve_channels(request_rec *r, const apr_array_header_t *params,
         return plain_error(r, HTTP_BAD_REQUEST, why);
     }
     return sse_access_check_channels(r, loc->base, *names, &refused);
+}
+
+/* Which channels, and whether this client may have them: httpd's rules,
+ * then, on a location with SSETokenKey, a valid token (401) whose
+ * sse_subscribe claim covers every channel (403). */
+static int resolve_channels(request_rec *r, const apr_array_header_t *params,
+                            apr_array_header_t **names)
+{
+    sse_jwt_claims claims;
+    int status = sse_access_token_claims(r, &claims), i;
+    if (status != OK && status != DECLINED) return status;
+    if ((status = channels_allowed_by_httpd(r, params, names)) != OK
+        || !*names || !sse_config_dir(r)->token_key) {
+        return status;
+    }
+    for (i = 0; i < (*names)->nelts; i++) {
+        const char *name = APR_ARRAY_IDX(*names, i, const char *);
+        if (!sse_access_token_grants(claims.subscribe, name)) {
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, SSE_LOGNO(00109)
+                          "stream refused: the token does not grant "
+                          "channel '%s'", name);
+            return HTTP_FORBIDDEN;
+        }
+    }
+    return OK;
 }
 
 static int sse_stream_handler(request_rec *r)

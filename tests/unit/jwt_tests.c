@@ -485,9 +485,12 @@ static void test_audience(void)
                    "{\"aud\":1}"), "sse"), 15));
     CHECK(!strncmp("malformed token", verify_aud(rs_key, tok(&rs,
                    "{\"aud\":[\"sse\",1]}"), "sse"), 15));
-    /* without an audience configured, aud is not looked at */
-    CHECK(!verify(rs_key, one) && !verify(rs_key, none));
-    CHECK(!verify(rs_key, tok(&rs, "{\"aud\":1}")));
+    /* without an audience configured, a token that names one is meant for
+     * somebody else (RFC 7519 4.1.3); one without "aud" is fine */
+    CHECK(!verify(rs_key, none));
+    CHECK_STR("audience mismatch (the token names one, none is configured)",
+              verify(rs_key, one));
+    CHECK(verify(rs_key, tok(&rs, "{\"aud\":1}")) != NULL);
 }
 
 static void test_allows(void)
