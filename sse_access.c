@@ -26,7 +26,6 @@
 #include "http_core.h"
 #include "http_protocol.h"
 #include "http_request.h"
-#include "http_vhost.h"
 #include "util_cookies.h"
 
 #include "sse_private.h"
@@ -135,6 +134,28 @@ static int is_ip_literal(request_rec *r, const char *host)
            || inet_pton(AF_INET6, host, buf) == 1;
 }
 
+/* ServerName or a ServerAlias of the request's virtual host. */
+static int is_server_name(request_rec *r, const char *host)
+{
+    const server_rec *s = r->server;
+    int i;
+    if (s->server_hostname && !strcasecmp(host, s->server_hostname)) {
+        return 1;
+    }
+    for (i = 0; s->names && i < s->names->nelts; i++) {
+        if (!strcasecmp(host, APR_ARRAY_IDX(s->names, i, const char *))) {
+            return 1;
+        }
+    }
+    for (i = 0; s->wild_names && i < s->wild_names->nelts; i++) {
+        if (!ap_strcasecmp_match(host,
+                                 APR_ARRAY_IDX(s->wild_names, i, const char *))) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 const char *sse_access_admin_origin(request_rec *r)
 {
     const char *origin = apr_table_get(r->headers_in, "Origin");
@@ -143,8 +164,7 @@ const char *sse_access_admin_origin(request_rec *r)
 
     if (r->hostname && !is_ip_literal(r, r->hostname)
         && strcasecmp(r->hostname, "localhost")
-        && !ap_matches_request_vhost(r, r->hostname,
-                                     (apr_port_t)ap_get_server_port(r))) {
+        && !is_server_name(r, r->hostname)) {
         return apr_psprintf(r->pool, "host '%s' is not a name of this "
                             "server (ServerName, ServerAlias or an IP "
                             "address)", r->hostname);

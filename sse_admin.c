@@ -329,14 +329,19 @@ static int server_status(request_rec *r, sse_store *st)
         ",\"free\":%" APR_UINT64_T_FMT "},\"messages\":%" APR_UINT64_T_FMT
         ",\"published\":%" APR_UINT64_T_FMT ",\"delivered\":%"
         APR_UINT64_T_FMT ",\"rejected\":%" APR_UINT64_T_FMT
-        ",\"first_id\":%s,\"last_id\":%s,\"repairs\":%u}",
+        ",\"first_id\":%s,\"last_id\":%s,\"repairs\":%u,"
+        "\"busy\":{\"server\":%" APR_UINT64_T_FMT ",\"channel\":%"
+        APR_UINT64_T_FMT ",\"client\":%" APR_UINT64_T_FMT ",\"table\":%"
+        APR_UINT64_T_FMT "},\"max_streams_per_client\":%u}",
         MOD_SSE_VERSION, s.channels, s.max_channels, s.subscribers, s.parked,
         sse_store_get_limits(st)->max_subscribers,
         apr_array_pstrcat(r->pool, kids, ','), s.shm_size, s.shm_used,
         s.shm_free, s.messages, s.published, s.delivered, s.rejected,
         id_json(r->pool, s.first_id),
         id_json(r->pool, s.last_id > s.first_id - 1 ? s.last_id : 0),
-        s.repairs));
+        s.repairs, s.busy[SSE_BUSY_SERVER], s.busy[SSE_BUSY_CHANNEL],
+        s.busy[SSE_BUSY_CLIENT], s.busy[SSE_BUSY_TABLE],
+        sse_store_get_limits(st)->max_per_client));
 }
 
 static int sse_admin_handler(request_rec *r)

@@ -235,7 +235,8 @@ class SseStream:
 
     def __init__(self, port, path, *, host='127.0.0.1', method='GET', headers=None,
                  last_event_id=None, accept='text/event-stream', http10=False, body=None,
-                 connection_close=False, timeout=DEFAULT_TIMEOUT, rcvbuf=None, reading=True):
+                 connection_close=False, timeout=DEFAULT_TIMEOUT, rcvbuf=None, reading=True,
+                 source=None):
         self.port = port
         self.path = path
         self.method = method
@@ -250,10 +251,14 @@ class SseStream:
         self._tbuf = b''
         self._cur_chunk = bytearray()
         self.thread = None
-        if rcvbuf:
-            # a small receive window, set before connecting (slow-client tests)
+        if rcvbuf or source:
+            # a small receive window, set before connecting (slow-client
+            # tests), or another loopback source address (per-client limits)
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            if rcvbuf:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            if source:
+                self.sock.bind((source, 0))
             self.sock.settimeout(timeout)
             self.sock.connect((host, port))
         else:

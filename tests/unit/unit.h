@@ -23,5 +23,6 @@ extern int unit_failures, unit_checks;
 /* The suites in the other files, called by main() in unit_tests.c. */
 void json_tests(apr_pool_t *p);
 void jwt_tests(apr_pool_t *p);
+void store_bounds_tests(apr_pool_t *p);
 
 #endif /* SSE_UNIT_H */

@@ -220,6 +220,7 @@ int main(void)
     test_query();
     test_store_replay();
     test_store_limits_and_repair();
+    store_bounds_tests(pool);
     printf("%d passed, %d failed\n", unit_checks - unit_failures,
            unit_failures);
     apr_terminate();
