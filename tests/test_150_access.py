@@ -14,7 +14,7 @@ USERS = {'alice': 'wonderland', 'bob': 'builder'}
 
 AUTH_MODULES = ['LoadModule %s_module %s/mod_%s.so' % (m, MODULES, m)
                 for m in ('auth_basic', 'authn_core', 'authn_file', 'authz_user',
-                          'rewrite', 'env')]
+                          'authz_groupfile', 'rewrite', 'env')]
 
 LOCATIONS = """
 MergeSlashes Off
@@ -40,6 +40,13 @@ RewriteRule ^/events/go/(.*)$ /files/$1 [PT]
 </Location>
 <LocationMatch "^/events/secret">
     Require all denied
+</LocationMatch>
+<LocationMatch "^/events/team-(?<team>[a-z]+)$">
+    AuthType Basic
+    AuthName "team channels"
+    AuthUserFile "{dir}/conf/htpasswd"
+    AuthGroupFile "{dir}/conf/groups"
+    Require group %{{env:MATCH_TEAM}}
 </LocationMatch>
 
 <Location /pev>
@@ -115,6 +122,7 @@ def acl(module_factory):
     srv.locations = LOCATIONS.format(dir=srv.dir)
     srv.write_config()
     (srv.dir / 'conf' / 'htpasswd').write_text(''.join(sha_line(u, p) for u, p in USERS.items()))
+    (srv.dir / 'conf' / 'groups').write_text('red: alice\nblue: bob\n')
     (srv.dir / 'htdocs' / 'files').mkdir()
     (srv.dir / 'htdocs' / 'files' / 'secret.txt').write_text('top secret\n')
     (srv.dir / 'htdocs' / 'hta').mkdir()
@@ -164,6 +172,22 @@ def test_private_channel_for_alice_only(acl, path):
     bob = stream(acl, path, headers=basic('bob'))
     assert bob.status == 401
     bob.close()
+
+
+# per-group channels (the README's example): each team's channel for its members only
+def test_per_group_channels(acl):
+    s = stream(acl, '/events?channel=team-red', headers=basic('alice'))
+    assert s.status == 200
+    acl.pub('team-red', 'red news')
+    assert [e.data for e in s.wait_for(1)] == ['red news']
+    s.close()
+    for user, path in (('bob', '/events?channel=team-red'), ('alice', '/events/news?channel=team-blue')):
+        s = stream(acl, path, headers=basic(user))
+        assert s.status == 401, (user, path)
+        s.close()
+    s = stream(acl, '/events/team-blue', headers=basic('bob'))
+    assert s.status == 200
+    s.close()
 
 
 # a <LocationMatch> rule on the channel's URL applies to ?channel= too
