@@ -27,6 +27,7 @@ MergeSlashes Off
 </Directory>
 RewriteEngine On
 RewriteRule ^/events/go/(.*)$ /files/$1 [PT]
+RewriteRule ^/feed/(.*)$ /events/$1 [PT]
 
 <Location /events>
     SetHandler sse-stream
@@ -128,6 +129,9 @@ def acl(module_factory):
     (srv.dir / 'htdocs' / 'hta').mkdir()
     (srv.dir / 'htdocs' / 'hta' / '.htaccess').write_text('SetHandler sse-admin\n')
     (srv.dir / 'htdocs' / 'hta' / 'x').write_text('file\n')
+    (srv.dir / 'htdocs' / 'hts').mkdir()
+    (srv.dir / 'htdocs' / 'hts' / '.htaccess').write_text('SetHandler sse-stream\n')
+    (srv.dir / 'htdocs' / 'hts' / 'news').write_text('file\n')
     srv.start()
     return srv
 
@@ -332,6 +336,28 @@ def test_htaccess_cannot_enable_admin(acl):
     r = acl.request('POST', '/hta/channels/%s' % uniq('hta'), data='x')
     assert r.status_code == 500
     assert 'SetHandler sse-admin is honoured only' in acl.read_log()
+
+
+# nor a stream location
+def test_htaccess_cannot_enable_streams(acl):
+    s = stream(acl, '/hts/news')
+    assert s.status == 500
+    assert not s.events and b': ok' not in s.body
+    s.close()
+    assert 'SetHandler sse-stream is honoured only' in acl.read_log()
+
+
+# a [PT] rewrite to a stream location gets the final URL's rules
+def test_rewrite_to_stream_location_checks_target(acl):
+    s = stream(acl, '/feed/private')
+    assert s.status == 401
+    s.close()
+    s = stream(acl, '/feed/private', headers=basic('alice'))
+    assert s.status == 200
+    s.close()
+    s = stream(acl, '/feed/public')
+    assert s.status == 200
+    s.close()
 
 
 # a [PT] rewrite away from a stream location gets the target's <Directory> checks
