@@ -87,25 +87,29 @@ static const char *channel_json(apr_pool_t *p, const sse_channel_info *ci)
                         id_json(p, ci->last_id), ci->published, ci->bytes);
 }
 
-/* Reads the whole body, at most limit bytes. Returns OK or an HTTP status
- * with *why set. */
+/* Reads the whole body, at most limit bytes, into memory of its size (not
+ * of the limit: SSEMaxMessageSize may allow hundreds of megabytes). Returns
+ * OK or an HTTP status with *why set. */
 static int read_body(request_rec *r, apr_size_t limit, char **body,
                      apr_size_t *len, const char **why)
 {
     apr_bucket_brigade *bb = apr_brigade_create(r->pool,
                                                 r->connection->bucket_alloc);
+    apr_bucket_brigade *kept = apr_brigade_create(r->pool,
+                                                  r->connection->bucket_alloc);
     const char *cl = apr_table_get(r->headers_in, "Content-Length");
     apr_off_t total = 0;
+    apr_size_t flat;
     int seen_eos = 0;
     char *buf;
 
     if (cl && apr_atoi64(cl) > (apr_int64_t)limit) {
         *why = apr_psprintf(r->pool, "body of %s bytes is larger than the "
                             "limit of %" APR_SIZE_T_FMT " bytes "
-                            "(SSEMaxMessageSize)", cl, limit);
+                            "(SSEMaxMessageSize)",
+                            sse_printable(r->pool, cl, strlen(cl)), limit);
         return HTTP_REQUEST_ENTITY_TOO_LARGE;
     }
-    buf = apr_palloc(r->pool, limit + 1);
     while (!seen_eos) {
         apr_bucket *b;
         apr_status_t rv = ap_get_brigade(r->input_filters, bb,
@@ -115,32 +119,44 @@ static int read_body(request_rec *r, apr_size_t limit, char **body,
             *why = "could not read the request body";
             return ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
         }
-        for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);
-             b = APR_BUCKET_NEXT(b)) {
-            const char *data;
-            apr_size_t n;
+        while (!APR_BRIGADE_EMPTY(bb)) {
+            b = APR_BRIGADE_FIRST(bb);
             if (APR_BUCKET_IS_EOS(b)) {
                 seen_eos = 1;
-                break;
+                apr_bucket_delete(b);
+                continue;
             }
-            if (apr_bucket_read(b, &data, &n, APR_BLOCK_READ) != APR_SUCCESS) {
-                *why = "could not read the request body";
-                return HTTP_BAD_REQUEST;
+            if (APR_BUCKET_IS_METADATA(b)) {
+                apr_bucket_delete(b);
+                continue;
             }
-            if ((apr_size_t)total + n > limit) {
+            total += (apr_off_t)b->length;
+            if ((apr_size_t)total > limit) {
                 *why = apr_psprintf(r->pool, "body is larger than the limit "
                                     "of %" APR_SIZE_T_FMT " bytes "
                                     "(SSEMaxMessageSize)", limit);
                 return HTTP_REQUEST_ENTITY_TOO_LARGE;
             }
-            memcpy(buf + total, data, n);
-            total += (apr_off_t)n;
+            /* the input filters reuse their buffers: keep a copy */
+            if (apr_bucket_setaside(b, r->pool) != APR_SUCCESS) {
+                *why = "could not read the request body";
+                return HTTP_BAD_REQUEST;
+            }
+            APR_BUCKET_REMOVE(b);
+            APR_BRIGADE_INSERT_TAIL(kept, b);
         }
-        apr_brigade_cleanup(bb);
     }
-    buf[total] = '\0';
+    flat = (apr_size_t)total;
+    buf = apr_palloc(r->pool, flat + 1);
+    if (apr_brigade_flatten(kept, buf, &flat) != APR_SUCCESS
+        || flat != (apr_size_t)total) {
+        *why = "could not read the request body";
+        return HTTP_BAD_REQUEST;
+    }
+    apr_brigade_cleanup(kept);
+    buf[flat] = '\0';
     *body = buf;
-    *len = (apr_size_t)total;
+    *len = flat;
     return OK;
 }
 

@@ -12,10 +12,13 @@
 
 #include "sse_event.h"
 
+/* ASCII ranges, not isalnum(): that follows the process's locale, and a
+ * module that sets one (mod_php does) would let Latin-1 letters in. */
 static int channel_char_ok(unsigned char c)
 {
-    return apr_isalnum(c) || c == '_' || c == '-' || c == '.' || c == ':'
-           || c == '@' || c == '~';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+           || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'
+           || c == ':' || c == '@' || c == '~';
 }
 
 const char *sse_channel_name_problem(const char *name, apr_size_t len)
@@ -96,19 +99,20 @@ int sse_utf8_valid(const char *s, apr_size_t len)
 
 int sse_retry_parse(const char *s, apr_size_t len, long *out)
 {
-    long v = 0;
+    /* 64 bits: ten digits overflow a 32-bit long before the range check */
+    apr_int64_t v = 0;
     apr_size_t i;
     if (len == 0 || len > 10) {
         return -1;
     }
     for (i = 0; i < len; i++) {
-        if (!apr_isdigit(s[i])) return -1;
+        if (s[i] < '0' || s[i] > '9') return -1;
         v = v * 10 + (s[i] - '0');
     }
-    if (v > 2147483647L) {
+    if (v > 2147483647) {
         return -1;
     }
-    *out = v;
+    *out = (long)v;
     return 0;
 }
 

@@ -46,7 +46,7 @@
 #define RETURNED 2u
 
 /* Bytes read from the store per feed read; a bigger backlog takes more. */
-#define FEED_BUDGET (256 * 1024)
+#define FEED_BUDGET (64 * 1024)
 #define SWEEP_INTERVAL apr_time_from_sec(1)
 
 /* Parked streams that read the same channels in the same order. */

@@ -583,6 +583,7 @@ sse_result sse_store_subscribe(sse_store *st, int row,
     }
     sub->row = row;
     sub->n = n;
+    memset(sub->hint, 0, sizeof(sub->hint));
     sub->client_counted = client && !store_client_add(st, client, row);
     if (sub->client_counted) memcpy(sub->client, client, 16);
     *resume = resume_point(st, last_id_text, &sub->cursor);
@@ -643,17 +644,47 @@ int sse_store_has_news(sse_store *st, const sse_subscription *sub)
     return 0;
 }
 
-/* First message of ch with an id above cursor, 0 if none: walks back from
- * the newest, as a live reader wants only the last few. */
+/* First message of ch with an id above cursor, 0 if none. A reader that
+ * has read from the channel before continues after the message it read
+ * last; otherwise the list is walked from the nearer end (by id). */
 static apr_uint32_t first_after(sse_store *st, store_channel *ch,
-                                apr_uint64_t cursor)
+                                apr_uint64_t cursor, const sse_read_hint *h)
 {
-    apr_uint32_t b = ch->tail, found = 0;
-    while (b && store_msg_at(st, b)->id > cursor) {
-        found = b;
-        b = store_msg_at(st, b)->older;
+    apr_uint32_t slot = (apr_uint32_t)(ch - st->channels), b;
+    apr_uint64_t head_id, tail_id;
+    if (!ch->tail || (tail_id = store_msg_at(st, ch->tail)->id) <= cursor) {
+        return 0;
     }
-    return found;
+    if ((head_id = store_msg_at(st, ch->head)->id) > cursor) {
+        return ch->head;
+    }
+    if (h->block && h->block < st->hdr->nblocks && h->id <= cursor) {
+        msg_head *m = store_msg_at(st, h->block);
+        if (m->magic == MSG_MAGIC && m->slot == slot && m->id == h->id) {
+            for (b = m->newer; b && store_msg_at(st, b)->id <= cursor;
+                 b = store_msg_at(st, b)->newer) {
+                st->walk_steps++;
+            }
+            return b;
+        }
+    }
+    if (cursor - head_id < tail_id - cursor) {
+        for (b = ch->head; store_msg_at(st, b)->id <= cursor;
+             b = store_msg_at(st, b)->newer) {
+            st->walk_steps++;
+        }
+        return b;
+    }
+    for (b = ch->tail; store_msg_at(st, store_msg_at(st, b)->older)->id
+                       > cursor; b = store_msg_at(st, b)->older) {
+        st->walk_steps++;
+    }
+    return b;
+}
+
+apr_uint64_t sse_store_walk_steps(const sse_store *st)
+{
+    return st->walk_steps;
 }
 
 apr_status_t sse_store_read(sse_store *st, sse_subscription *sub,
@@ -676,7 +707,7 @@ apr_status_t sse_store_read(sse_store *st, sse_subscription *sub,
         }
         expire_channel(st, ch, now);
         if (ch->evicted_upto > sub->cursor) res->gap = 1;
-        next[i] = first_after(st, ch, sub->cursor);
+        next[i] = first_after(st, ch, sub->cursor, &sub->hint[i]);
     }
     if (res->deleted) {
         unlock(st);
@@ -718,6 +749,8 @@ apr_status_t sse_store_read(sse_store *st, sse_subscription *sub,
                     copy_out(st, next[best], res->buf + total);
                     if (!taken) res->first_id = m->id;
                     res->last_id = m->id;
+                    sub->hint[best].block = next[best];
+                    sub->hint[best].id = m->id;
                 }
                 total += m->len;
                 taken++;

@@ -62,6 +62,14 @@ typedef struct {
     apr_uint32_t incarnation;  /* of that slot when subscribed */
 } sse_sub_channel;
 
+/* Where a reader left off in one channel: the block and id of the newest
+ * message it read there. Checked before use (the block may have been
+ * evicted and reused since), so a stale one only costs a walk. */
+typedef struct {
+    apr_uint32_t block;
+    apr_uint64_t id;
+} sse_read_hint;
+
 /* One stream's view of the store; process-local. */
 typedef struct {
     int row;                   /* child row the counts were charged to */
@@ -69,6 +77,7 @@ typedef struct {
     unsigned char client[16];  /* its address (IPv4 mapped into IPv6) */
     int n;
     sse_sub_channel ch[SSE_MAX_STREAM_CHANNELS];
+    sse_read_hint hint[SSE_MAX_STREAM_CHANNELS];
     apr_uint64_t cursor;       /* every message <= cursor was considered */
 } sse_subscription;
 
@@ -185,7 +194,9 @@ int sse_store_has_news(sse_store *st, const sse_subscription *sub);
 
 /* Copies the next messages after sub->cursor, in id order, at most budget
  * bytes (but at least one message), into memory from p; advances the
- * cursor. */
+ * cursor. Finding where to start costs O(1) per channel once the
+ * subscription has read from it (sub->hint), so a long replay in small
+ * budgets holds the lock for short, bounded times. */
 apr_status_t sse_store_read(sse_store *st, sse_subscription *sub,
                             apr_pool_t *p, apr_size_t budget,
                             sse_read_result *res);
@@ -212,6 +223,10 @@ void sse_store_count_delivered(sse_store *st, apr_uint64_t n);
 void sse_store_count_rejected(sse_store *st);
 /* Streams of a child's row that its writer serves (delta +1 or -1). */
 void sse_store_count_parked(sse_store *st, int row, int delta);
+
+/* Message-list steps taken by this process's reads so far (tests: a read
+ * must not walk the history to find where it left off). */
+apr_uint64_t sse_store_walk_steps(const sse_store *st);
 
 /* Checks every list and rebuilds free space; normally run by the lock
  * when the previous holder died mid-update. Returns the number of

@@ -29,7 +29,12 @@
 #include "sse_store.h"
 
 #define STORE_MAGIC        0x53534532u   /* "SSE2" */
+#ifdef SSE_TEST_STORE_LAYOUT
+/* test builds only: pretend to be another mod_sse version's layout */
+#define STORE_LAYOUT       SSE_TEST_STORE_LAYOUT
+#else
 #define STORE_LAYOUT       4u
+#endif
 #define MSG_MAGIC          0x4d534731u   /* "MSG1" */
 #define BLOCK_SIZE         256
 #define BLOCK_PAYLOAD      (BLOCK_SIZE - 8)
@@ -126,6 +131,7 @@ struct sse_store {
     store_block *blocks;
     apr_global_mutex_t *mutex;
     sse_store_limits limits;
+    apr_uint64_t walk_steps;     /* see sse_store_walk_steps() */
 };
 
 #define ALIGN64(x) (((x) + 63) & ~(apr_uint64_t)63)

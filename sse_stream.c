@@ -35,8 +35,9 @@
 #include "sse_jwt.h"
 #include "sse_access.h"
 
-/* Bytes copied from the store per write; a longer replay takes several. */
-#define READ_BUDGET (256 * 1024)
+/* Bytes copied from the store per write; a longer replay takes several,
+ * each holding the store lock for one bounded copy. */
+#define READ_BUDGET (64 * 1024)
 
 typedef struct {
     request_rec *r;

@@ -80,6 +80,30 @@ def wait_until(pred, timeout=DEFAULT_TIMEOUT, interval=0.05):
 _build_lock = threading.Lock()
 
 
+def build_variant(name, defines):
+    """Builds mod_sse from the repository's sources with extra -D flags
+    into build/variants/<name>/ (test builds only: other store layouts,
+    crash hooks); returns the path of the .so. Rebuilt when a source is
+    newer."""
+    out = REPO / 'build' / 'variants' / name
+    so = out / '.libs' / 'mod_sse.so'
+    sources = sorted(REPO.glob('*.c')) + sorted(REPO.glob('*.h'))
+    with _build_lock:
+        if so.exists() and so.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
+            return so
+        out.mkdir(parents=True, exist_ok=True)
+        for p in sources:
+            shutil.copy2(p, out / p.name)
+        cmd = [APXS, '-c', '-Wc,-Wall', '-Wc,-Wextra', '-Wc,-std=gnu99'] + \
+              ['-D%s' % d for d in defines] + \
+              ['-o', 'mod_sse.la'] + [p.name for p in sorted(REPO.glob('*.c'))] + ['-lcrypto']
+        r = subprocess.run(cmd, cwd=str(out), capture_output=True, text=True)
+        if r.returncode != 0 or not so.exists():
+            raise RuntimeError('building variant %s failed:\n%s\n%s'
+                               % (name, r.stdout[-3000:], r.stderr[-3000:]))
+    return so
+
+
 def ensure_built():
     """mod_sse.so must exist (make is run once if not); the test module is
     built with apxs when missing or out of date."""
@@ -715,6 +739,7 @@ class HttpdServer:
         self.global_extra = list(global_extra)
         self.locations = locations
         self.graceful_shutdown_timeout = graceful_shutdown_timeout
+        self.module_so = MOD_SSE
         self.proc = None
         self.log_ignore = []      # regexes of error_log lines a test expects
         self._local = threading.local()
@@ -758,7 +783,7 @@ class HttpdServer:
             'LoadModule filter_module %s/mod_filter.so' % MODULES,
             'LoadModule deflate_module %s/mod_deflate.so' % MODULES,
             'LoadModule brotli_module %s/mod_brotli.so' % MODULES,
-            'LoadModule sse_module %s' % MOD_SSE,
+            'LoadModule sse_module %s' % self.module_so,
             'LoadModule sse_test_module %s' % TEST_MOD_SO,
             'LogFormat "%h \\"%r\\" %>s %b %D pid=%P" tests',
             'CustomLog logs/access_log tests',

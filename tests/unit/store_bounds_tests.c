@@ -1,7 +1,7 @@
-/* store_bounds_tests.c - unit tests of the store's abuse bounds: the part
- * of the channel table subscribers may fill, which channels are recycled
- * first, a refused subscription leaving no counts behind, and the
- * per-client stream table (sse_store_clients.c).
+/* store_bounds_tests.c - unit tests of the store's bounds: the part of the
+ * channel table subscribers may fill, which channels are recycled first, a
+ * refused subscription leaving no counts behind, the per-client stream
+ * table (sse_store_clients.c), and reads that find their place in O(1).
  */
 #include <unistd.h>
 
@@ -12,6 +12,9 @@
 #include "sse_store.h"
 
 static apr_pool_t *pool;
+
+/* counts one check however many times it runs */
+#define CHECK_QUIET(cond) do { if (!(cond)) { CHECK(cond); } } while (0)
 
 static sse_store *store_of(apr_uint32_t channels, apr_uint32_t max_streams,
                            const sse_store_limits *lim)
@@ -193,6 +196,41 @@ static void test_client_table_churn(void)
     CHECK(freed == N - (N + 2) / 3);
 }
 
+/* A replay of a long history in the smallest budget (one message per
+ * read) must find where it left off without walking the list each time:
+ * that walk ran under the store lock and made long replays quadratic. */
+static void test_replay_walks_linearly(void)
+{
+    enum { N = 3000 };
+    sse_store_limits lim = { N, 0, 0, 0, 0, 0 };
+    sse_store *st = store_of(16, 64, &lim);
+    int row = sse_store_child_attach(st, (apr_int32_t)getpid());
+    const char *names[] = { "long", "other" };
+    sse_subscription sub;
+    sse_read_result res;
+    sse_resume resume;
+    const char *which;
+    apr_uint64_t steps, ids = 0, last = 0;
+    int i, ok = 1;
+
+    for (i = 0; i < N; i++) {
+        CHECK_QUIET(publish(st, i % 10 ? "long" : "other"));
+    }
+    CHECK(sse_store_subscribe(st, row, names, 2, 1, NULL, "0", &sub, &resume,
+                              &which) == SSE_OK);
+    steps = sse_store_walk_steps(st);
+    do {
+        sse_store_read(st, &sub, pool, 1, &res);
+        ids += res.events;
+        ok &= res.events == 1 && res.first_id > last;
+        last = res.last_id;
+    } while (res.more);
+    CHECK(ok && ids == N);
+    /* one step per read at most, not one per message behind the cursor */
+    CHECK(sse_store_walk_steps(st) - steps <= N);
+    sse_store_unsubscribe(st, &sub);
+}
+
 void store_bounds_tests(apr_pool_t *p)
 {
     pool = p;
@@ -200,4 +238,5 @@ void store_bounds_tests(apr_pool_t *p)
     test_recycling_prefers_unpublished();
     test_per_client_limit();
     test_client_table_churn();
+    test_replay_walks_linearly();
 }

@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <stdlib.h>
+#include <ctype.h>
+#include <locale.h>
 
 #include "apr_general.h"
 #include "apr_strings.h"
@@ -71,6 +74,33 @@ static void test_validation(void)
     CHECK(sse_id_parse("", &id) != 0);
     sse_id_format(buf, 1234567890123ULL);
     CHECK_STR("1234567890123", buf);
+}
+
+/* In a Latin-1 locale isalnum(0xE9) is true; channel names must stay
+ * ASCII whatever locale another module sets. The locale is built for the
+ * test with localedef (Debian's locales package). */
+static void test_channel_names_ignore_locale(void)
+{
+    char dir[] = "/tmp/sse_locale_XXXXXX", cmd[200];
+    if (!mkdtemp(dir)) {
+        CHECK(!"mkdtemp");
+        return;
+    }
+    snprintf(cmd, sizeof(cmd), "localedef -i en_US -f ISO-8859-1 %s/latin1 "
+             ">/dev/null 2>&1", dir);
+    setenv("LOCPATH", dir, 1);
+    if (system(cmd) != 0 || !setlocale(LC_CTYPE, "latin1")) {
+        printf("skipped: channel names under a Latin-1 locale (localedef "
+               "is not available)\n");
+        return;
+    }
+    CHECK(isalnum(0xE9));     /* the locale is in force */
+    CHECK(sse_channel_name_problem("caf\xe9", 4) != NULL);
+    CHECK(sse_channel_name_problem("\xc0\xe9", 2) != NULL);
+    CHECK(sse_channel_name_problem("cafe", 4) == NULL);
+    setlocale(LC_CTYPE, "C");
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
 }
 
 static void test_query(void)
@@ -218,6 +248,7 @@ int main(void)
     json_tests(pool);
     jwt_tests(pool);
     test_query();
+    test_channel_names_ignore_locale();
     test_store_replay();
     test_store_limits_and_repair();
     store_bounds_tests(pool);
