@@ -179,7 +179,8 @@ def test_resume_after_second_delete_reports_expired(httpd_factory):
     assert srv.delete(ch).status_code == 200
     c = srv.pub(ch, 'c')['id']
     s = srv.sub('/events/%s' % ch, last_event_id=a)
-    ev = s.wait_for(2)
+    s.wait_until(lambda st: any(e.id == c for e in st.parser.events))
+    ev = s.events
     assert s.headers.get('SSE-Resume') == 'reset', (s.headers, ev)
     assert [(e.id, e.event) for e in ev] == [(str(int(c) - 1), 'sse-reset'), (c, 'message')]
     assert ev[0].json() == {'reason': 'expired', 'last_event_id': a}
