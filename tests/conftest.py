@@ -45,11 +45,14 @@ def sse(built, base_dir):
     srv.start(expect_children=2)
     yield srv
     sse_env.close_all_streams()
+    # (suite guard) whatever ran stays well within the main server's 1024-channel table
+    channels = srv.status()['channels']
     srv.quiesce()
     ok = srv.stop()
     crashes = srv.crash_lines()
     assert ok, 'main server did not exit within 10s of SIGTERM (%s)' % srv.dir
     assert not crashes, 'main server error_log:\n' + '\n'.join(crashes[:30])
+    assert channels < 900, 'tests create too many channels on the main server: %d' % channels
 
 
 def _factory(base_dir):

@@ -1,5 +1,12 @@
 """Delivery across child processes of the main server (mpm_event, 2 children,
-SO_REUSEPORT listener buckets)."""
+SO_REUSEPORT listener buckets).
+
+Which child serves a request is read from the access log (pid=%P), which
+httpd writes when the request ends: each stream gets a unique ?tag= so that
+its log line can be told apart. The per-child subscriber counts in
+/sse-admin/status come from the store, so comparing them with the access log
+compares two independent observations."""
+import re
 from collections import Counter
 
 from sse_env import uniq, wait_until
@@ -9,58 +16,89 @@ def per_pid(status):
     return {c['pid']: c['subscribers'] for c in status['children']}
 
 
+def logged_pids(srv, method, path_prefix, n, timeout=10):
+    """{query tag: pid} from the access log lines of `method path_prefix?tag=k`;
+    waits until n of them are there."""
+    rx = re.compile(r'"%s %s\?tag=(\d+) HTTP/1\.1" \d{3} \S+ \d+ pid=(\d+)$'
+                    % (method, re.escape(path_prefix)), re.M)
+
+    def read():
+        return {int(t): int(p) for t, p in rx.findall(srv.read_file('logs/access_log'))}
+    wait_until(lambda: len(read()) >= n, timeout)
+    return read()
+
+
 def open_across_children(srv, ch, minimum=12, maximum=40):
-    """Opens subscribers on ch until status shows new subscribers in two
-    different child pids; returns (streams, per-pid deltas)."""
-    # let streams of earlier tests drain so that deltas are attributable
-    wait_until(lambda: srv.status()['subscribers'] == 0, 16, 0.2)
-    base = per_pid(srv.status())
+    """Opens tagged subscribers on ch until status shows subscribers in two
+    different child pids; returns (streams, per-pid counts, pids at start)."""
+    # streams of earlier tests are closed; once the server has noticed, every
+    # count in status belongs to this test
+    assert wait_until(lambda: srv.status()['subscribers'] == 0, 16, 0.2), srv.status()
+    start_pids = set(per_pid(srv.status()))
     streams = []
-    deltas = {}
+    counts = {}
     while len(streams) < maximum:
-        streams.append(srv.sub('/events/%s' % ch))
+        streams.append(srv.sub('/events/%s?tag=%d' % (ch, len(streams))))
         if len(streams) < minimum:
             continue
         assert srv.wait_channel_subscribers(ch, len(streams))
-        now = per_pid(srv.status())
-        deltas = {pid: n - base.get(pid, 0) for pid, n in now.items()}
-        if len([d for d in deltas.values() if d > 0]) >= 2:
+        counts = {pid: n for pid, n in per_pid(srv.status()).items() if n}
+        if len(counts) >= 2:
             break
-    return streams, deltas
+    assert len(counts) >= 2, 'subscribers never spread over two children: %r' % srv.status()['children']
+    assert sum(counts.values()) == len(streams), counts
+    return streams, counts, start_pids
 
 
-# subscribers spread over two children all receive one publish; counts agree
+# subscribers held by two children all receive a publish handled by one of them;
+# the access log places exactly as many streams in each child as status counts
 def test_publish_reaches_all_children(sse):
     ch = uniq('xproc')
-    streams, deltas = open_across_children(sse, ch)
-    assert len([d for d in deltas.values() if d > 0]) >= 2, \
-        'subscribers never spread over two children: %r' % sse.status()['children']
+    streams, counts, start_pids = open_across_children(sse, ch)
     n = len(streams)
-    st = sse.status()
-    info = sse.channel(ch)
-    assert info['subscribers'] == n
-    assert sum(c['subscribers'] for c in st['children']) == st['subscribers'] >= n
-    r = sse.pub(ch, 'to every child')
-    assert r['subscribers'] == n == info['subscribers']
+    r = sse.publish(ch, 'to every child', params={'tag': 0})
+    assert r.status_code == 201, r.text
+    first = r.json()
+    assert first['subscribers'] == n
     for s in streams:
-        ev = s.wait_for(1)
-        assert [(e.id, e.data) for e in ev] == [(r['id'], 'to every child')], s
+        assert [(e.id, e.data) for e in s.wait_for(1)] == [(first['id'], 'to every child')], s
     # a burst also arrives everywhere, in order
     ids = [sse.pub(ch, 'burst %d' % i)['id'] for i in range(20)]
     for s in streams:
         ev = s.wait_for(21)
-        assert [e.id for e in ev[1:]] == ids
-        assert [e.data for e in ev[1:]] == ['burst %d' % i for i in range(20)]
+        assert [(e.id, e.data) for e in ev[1:]] == list(zip(ids, ['burst %d' % i for i in range(20)]))
+    publisher_pid = logged_pids(sse, 'POST', '/sse-admin/channels/%s' % ch, 1)[0]
+    for s in streams:
+        s.close()
+    assert sse.wait_channel_subscribers(ch, 0), sse.channel(ch)
+    stream_pids = logged_pids(sse, 'GET', '/events/%s' % ch, n)
+    assert sorted(stream_pids) == list(range(n)), stream_pids
+    # the children status counted are the ones the access log names, stream for stream
+    assert dict(Counter(stream_pids.values())) == counts, (stream_pids, counts)
+    assert set(counts) <= start_pids and publisher_pid in start_pids, (counts, publisher_pid, start_pids)
+    # the first publish was handled by one child and reached the streams of the other
+    other = [k for k, pid in stream_pids.items() if pid != publisher_pid]
+    assert other, 'no stream outside the publishing child %d: %r' % (publisher_pid, stream_pids)
 
 
-# per-child counts in status add up to the subscriber total while streams come and go
+# per-child counts in status follow streams closing in either child, as the access log places them
 def test_children_counts_follow_streams(sse):
     ch = uniq('kids')
-    streams, deltas = open_across_children(sse, ch, minimum=6)
-    total = sse.channel(ch)['subscribers']
-    assert total == len(streams)
-    for s in streams[:3]:
+    streams, counts, _ = open_across_children(sse, ch, minimum=6)
+    n = len(streams)
+    # close a few; the access log tells which children lose them
+    closing = [0, 1, 2, n - 1]
+    for k in closing:
+        streams[k].close()
+    assert sse.wait_channel_subscribers(ch, n - len(closing), 10), sse.channel(ch)
+    closed = logged_pids(sse, 'GET', '/events/%s' % ch, len(closing))
+    assert sorted(closed) == closing, closed
+    expected = Counter(counts)
+    expected.subtract(Counter(closed.values()))
+    now = per_pid(sse.status())
+    assert now == {pid: expected[pid] for pid in now}, (now, counts, closed)
+    # the rest close; every child's count returns to 0 and the log accounts for all n streams
+    for s in streams:
         s.close()
-    assert sse.wait_channel_subscribers(ch, total - 3, 10), sse.channel(ch)
-    st = sse.status()
-    assert sum(Counter(per_pid(st)).values()) == st['subscribers']
+    assert wait_until(lambda: all(c == 0 for c in per_pid(sse.status()).values()), 10), sse.status()
+    assert dict(Counter(logged_pids(sse, 'GET', '/events/%s' % ch, n).values())) == counts

@@ -133,6 +133,8 @@ def test_replay_while_publishing(sse):
     for k, s in enumerate(subs):
         got = [(e.id, e.data) for e in s.events]
         assert not s.resets, 'subscriber %d got sse-reset: %r' % (k, [e.data for e in s.resets])
+        assert s.failures == [] and s.busy == 0, 'subscriber %d: reconnects refused %r, busy %d' % (
+            k, s.failures, s.busy)
         assert got == published, 'subscriber %d: %d events, %d connections, first difference at %s' % (
             k, len(got), s.connections,
             next((i for i, (x, y) in enumerate(zip(got, published)) if x != y), min(len(got), 200)))
