@@ -360,6 +360,26 @@ static int server_status(request_rec *r, sse_store *st)
         sse_store_get_limits(st)->max_per_client));
 }
 
+#ifdef SSE_TEST_HOOKS
+/* Test builds: POST test/crash/<point> arms a crash point of the store. */
+static int arm_crash_point(request_rec *r, sse_store *st, const char *name)
+{
+    static const char *const names[SSE_CRASH_POINTS] = {
+        NULL, "publish-written", "publish-linked", "subscribe", "delete",
+        "trim"
+    };
+    int i;
+    for (i = 1; i < SSE_CRASH_POINTS; i++) {
+        if (!strcmp(name, names[i])
+            && sse_store_test_arm(st, (sse_crash_point)i) == APR_SUCCESS) {
+            return reply(r, HTTP_OK, apr_psprintf(r->pool,
+                         "{\"armed\":\"%s\"}", names[i]));
+        }
+    }
+    return reply_error(r, HTTP_NOT_FOUND, "no such crash point");
+}
+#endif
+
 static int sse_admin_handler(request_rec *r)
 {
     const char *path, *why;
@@ -402,6 +422,11 @@ static int sse_admin_handler(request_rec *r)
         }
         return path[0] == 's' ? server_status(r, st) : list_channels(r, st);
     }
+#ifdef SSE_TEST_HOOKS
+    if (!strncmp(path, "test/crash/", 11) && r->method_number == M_POST) {
+        return arm_crash_point(r, st, path + 11);
+    }
+#endif
     if (!strncmp(path, "channels/", 9)) {
         if (grants && !sse_access_token_grants(grants->publish, path + 9)) {
             return reply_error(r, HTTP_FORBIDDEN, "the token's sse_publish "

@@ -263,6 +263,7 @@ static void evict_oldest(sse_store *st, store_channel *ch)
     ch->head = m->newer;
     if (ch->head) store_msg_at(st, ch->head)->older = 0;
     else ch->tail = 0;
+    STORE_CRASH_POINT(st, SSE_CRASH_TRIM);
     if (m->id > ch->evicted_upto) ch->evicted_upto = m->id;
     ch->messages--;
     ch->blocks -= m->nblocks;
@@ -329,6 +330,7 @@ static void free_slot(sse_store *st, store_channel *ch)
     while (ch->head) {
         evict_oldest(st, ch);
     }
+    STORE_CRASH_POINT(st, SSE_CRASH_DELETE);
     if (f->evicted_upto > st->hdr->freed_overflow) {
         st->hdr->freed_overflow = f->evicted_upto;
     }
@@ -581,6 +583,7 @@ sse_result sse_store_subscribe(sse_store *st, int row,
         (*store_count_at(st, row, slot))++;
         counted = i + 1;
     }
+    STORE_CRASH_POINT(st, SSE_CRASH_SUBSCRIBE);
     sub->row = row;
     sub->n = n;
     memset(sub->hint, 0, sizeof(sub->hint));
@@ -681,6 +684,34 @@ static apr_uint32_t first_after(sse_store *st, store_channel *ch,
     }
     return b;
 }
+
+#ifdef SSE_TEST_HOOKS
+void store_crash_point(sse_store *st, sse_crash_point point)
+{
+    apr_uint32_t armed = point;
+    if (__atomic_compare_exchange_n(&st->hdr->test_crash_point, &armed,
+                                    SSE_CRASH_NONE, 0, __ATOMIC_SEQ_CST,
+                                    __ATOMIC_SEQ_CST)) {
+        raise(SIGSTOP);
+    }
+}
+
+apr_status_t sse_store_test_arm(sse_store *st, sse_crash_point point)
+{
+    if (point <= SSE_CRASH_NONE || point >= SSE_CRASH_POINTS) {
+        return APR_EINVAL;
+    }
+    __atomic_store_n(&st->hdr->test_crash_point, point, __ATOMIC_SEQ_CST);
+    return APR_SUCCESS;
+}
+#else
+apr_status_t sse_store_test_arm(sse_store *st, sse_crash_point point)
+{
+    (void)st;
+    (void)point;
+    return APR_ENOTIMPL;
+}
+#endif
 
 apr_uint64_t sse_store_walk_steps(const sse_store *st)
 {
@@ -831,10 +862,12 @@ sse_result sse_store_publish(sse_store *st, const char *channel,
         copy_in(st, b, sizeof(msg_head), idline, idlen);
         copy_in(st, b, sizeof(msg_head) + idlen, frames[i], lens[i]);
         m->magic = MSG_MAGIC;
+        STORE_CRASH_POINT(st, SSE_CRASH_PUBLISH_WRITTEN);
         /* fully written: now link it in and make it visible */
         if (ch->tail) store_msg_at(st, ch->tail)->newer = b;
         else ch->head = b;
         ch->tail = b;
+        STORE_CRASH_POINT(st, SSE_CRASH_PUBLISH_LINKED);
         ch->messages++;
         ch->blocks += m->nblocks;
         ch->published++;

@@ -224,6 +224,23 @@ void sse_store_count_rejected(sse_store *st);
 /* Streams of a child's row that its writer serves (delta +1 or -1). */
 void sse_store_count_parked(sse_store *st, int row, int delta);
 
+/* Points inside locked sections where a test build can stop a process
+ * holding the lock (see sse_store_test_arm). */
+typedef enum {
+    SSE_CRASH_NONE = 0,
+    SSE_CRASH_PUBLISH_WRITTEN,   /* a message written, not yet linked */
+    SSE_CRASH_PUBLISH_LINKED,    /* linked, its id not yet committed */
+    SSE_CRASH_SUBSCRIBE,         /* channel counts taken, stream not yet */
+    SSE_CRASH_DELETE,            /* history freed, slot not yet */
+    SSE_CRASH_TRIM,              /* oldest message unlinked, not freed */
+    SSE_CRASH_POINTS
+} sse_crash_point;
+
+/* Test builds only (SSE_TEST_HOOKS; returns APR_ENOTIMPL otherwise): the
+ * next process to reach point stops itself with SIGSTOP, holding the
+ * store lock, so that a test can kill it there. */
+apr_status_t sse_store_test_arm(sse_store *st, sse_crash_point point);
+
 /* Message-list steps taken by this process's reads so far (tests: a read
  * must not walk the history to find where it left off). */
 apr_uint64_t sse_store_walk_steps(const sse_store *st);

@@ -72,6 +72,8 @@ typedef struct {
     freed_channel freed[FREED_RING]; /* recently deleted/recycled channels */
     apr_uint64_t published, delivered, rejected;
     apr_uint64_t busy[SSE_BUSY_REASONS]; /* subscribers told to come back */
+    apr_uint32_t test_crash_point; /* test builds: stop at this point */
+    apr_uint32_t unused;
 } store_header;
 
 typedef struct {
@@ -163,6 +165,16 @@ static APR_INLINE apr_uint32_t *store_count_at(sse_store *st, int row,
 {
     return &st->counts[(apr_size_t)row * st->hdr->max_channels + slot];
 }
+
+/* Test builds (SSE_TEST_HOOKS) stop the process, lock held, at the armed
+ * point of a locked section, for a test to kill it there; other builds
+ * compile the points away. */
+#ifdef SSE_TEST_HOOKS
+void store_crash_point(sse_store *st, sse_crash_point point);
+#define STORE_CRASH_POINT(st, point) store_crash_point((st), (point))
+#else
+#define STORE_CRASH_POINT(st, point) ((void)0)
+#endif
 
 /* sse_store.c */
 int store_process_exists(apr_int32_t pid);

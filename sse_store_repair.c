@@ -36,6 +36,19 @@ static int message_ok(sse_store *st, apr_uint32_t b, apr_uint32_t slot,
     return 1;
 }
 
+/* Non-zero when b, the first message repair cannot keep, is the channel's
+ * tail and the message its publisher was writing when it died: complete,
+ * with the id after the last committed one. */
+static int uncommitted_tail(sse_store *st, store_channel *ch, apr_uint32_t b,
+                            apr_uint32_t slot)
+{
+    msg_head *m;
+    if (b >= st->hdr->nblocks || b != ch->tail) return 0;
+    m = store_msg_at(st, b);
+    return m->magic == MSG_MAGIC && m->slot == slot && m->newer == 0
+           && m->id == st->hdr->last_id + 1;
+}
+
 static int repair_channel(sse_store *st, apr_uint32_t slot,
                           unsigned char *seen)
 {
@@ -53,11 +66,15 @@ static int repair_channel(sse_store *st, apr_uint32_t slot,
         b = m->newer;
     }
     if (b) {
-        /* cut here; whatever followed may be lost, so report a gap */
+        /* cut here; whatever followed may be lost, so report a gap, unless
+         * all that follows is a publish that died before its id was
+         * committed: no one was told of it, so no one misses it */
         fixed = 1;
         if (prev) store_msg_at(st, prev)->newer = 0;
         else ch->head = 0;
-        ch->evicted_upto = st->hdr->last_id;
+        if (!uncommitted_tail(st, ch, b, slot)) {
+            ch->evicted_upto = st->hdr->last_id;
+        }
     }
     if (ch->tail != prev || ch->messages != count || ch->blocks != blocks) {
         fixed = 1;
