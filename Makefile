@@ -12,7 +12,7 @@ WARN     = -Wc,-Wall -Wc,-Wextra -Wc,-std=gnu99 \
 PURE     = sse_event.c sse_json.c sse_query.c sse_store.c sse_store_clients.c \
            sse_store_repair.c sse_jwt.c
 
-.PHONY: all deps install activate unit test demo clean bench
+.PHONY: all deps install activate unit test test-faults demo clean bench
 
 all: .libs/mod_sse.so
 
@@ -41,6 +41,11 @@ unit: build/unit_tests
 
 test: deps all unit
 	$(PYTHON) -m pytest -q tests
+
+# the fault suite: crashes inside the store lock, restarts under load,
+# connection churn, hostile input (tests/faults); prints its figures
+test-faults: deps all
+	$(PYTHON) -m pytest -q -s tests/faults
 
 demo: deps all
 	@sh scripts/demo.sh

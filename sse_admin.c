@@ -201,6 +201,17 @@ static int plain_event(request_rec *r, sse_event *ev, const char **why)
     return OK;
 }
 
+/* A JSON body that is an array gets "ids", even for one envelope. */
+static int is_array(const char *body, apr_size_t len)
+{
+    apr_size_t i = 0;
+    while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n'
+                       || body[i] == '\r')) {
+        i++;
+    }
+    return i < len && body[i] == '[';
+}
+
 static int publish(request_rec *r, const char *channel)
 {
     const sse_server_conf *conf = sse_config_server(ap_server_conf);
@@ -243,7 +254,7 @@ static int publish(request_rec *r, const char *channel)
                   "published %d event(s) to '%s', first id %" APR_UINT64_T_FMT
                   ", %u subscriber(s)", events->nelts, channel,
                   result.first_id, result.subscribers);
-    if (!json || events->nelts == 1) {
+    if (!json || !is_array(body, len)) {
         return reply(r, HTTP_CREATED, apr_psprintf(r->pool,
                      "{\"channel\":\"%s\",\"id\":%s,\"subscribers\":%u}",
                      channel, id_json(r->pool, result.first_id),

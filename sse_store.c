@@ -308,15 +308,19 @@ static store_channel *find_nolock(sse_store *st, const char *name,
     return NULL;
 }
 
+/* How far a freed channel of this name had gone: the newest of its
+ * entries (a channel deleted twice is in the ring twice). */
 static apr_uint64_t freed_lookup(sse_store *st, apr_uint64_t hash)
 {
+    apr_uint64_t upto = st->hdr->freed_overflow;
     int i;
     for (i = 0; i < FREED_RING; i++) {
-        if (st->hdr->freed[i].hash == hash && st->hdr->freed[i].evicted_upto) {
-            return st->hdr->freed[i].evicted_upto;
+        if (st->hdr->freed[i].hash == hash
+            && st->hdr->freed[i].evicted_upto > upto) {
+            upto = st->hdr->freed[i].evicted_upto;
         }
     }
-    return st->hdr->freed_overflow;
+    return upto;
 }
 
 /* Frees a slot, remembering how far its history went, so a channel of the
@@ -517,8 +521,9 @@ static sse_resume resume_point(sse_store *st, const char *text,
         *cursor = st->hdr->last_id;
         return SSE_RESUME_NONE;
     }
+    /* first_id - 1 is what a stream of an empty store starts from */
     if (sse_id_parse(text, &id) || id > st->hdr->last_id
-        || (id != 0 && id < st->hdr->first_id)) {
+        || (id != 0 && id + 1 < st->hdr->first_id)) {
         *cursor = 0;
         return SSE_RESUME_UNKNOWN;
     }

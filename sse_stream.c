@@ -445,7 +445,21 @@ static int run_stream(stream_ctx *sc, sse_resume resume,
         char *line = apr_psprintf(sc->scratch, "retry: %d\n\n", retry_ms);
         add_bytes(sc, line, strlen(line));
     }
-    add_bytes(sc, ": ok\n\n", 6);
+    if (!last_id_text) {
+        /* An id with no data sets the client's last event id (WHATWG,
+         * "dispatch the event", step 1) without firing an event: a client
+         * that loses the connection before its first event then resumes
+         * from the moment it connected instead of missing what came
+         * while it was away. */
+        char idbuf[SSE_ID_TEXT_MAX];
+        const char *open;
+        sse_id_format(idbuf, sc->sub.cursor);
+        open = apr_pstrcat(sc->scratch, ": ok\nid: ", idbuf, "\n\n", NULL);
+        add_bytes(sc, open, strlen(open));
+    }
+    else {
+        add_bytes(sc, ": ok\n\n", 6);
+    }
     if (resume == SSE_RESUME_EXACT) resume = SSE_RESUME_NONE;
     /* the preamble and any replay go out together, then live events */
     seen = sse_notify_generation();

@@ -49,6 +49,10 @@ CRASH_PATTERNS = [
 
 DEFAULT_TIMEOUT = 10.0
 
+# How a stream without Last-Event-ID opens: a comment, and a data-less id
+# that sets the client's last event id to where the stream starts.
+OPENING = re.compile(rb': ok\nid: (\d+)\n\n')
+
 _counter = itertools.count(1)
 
 
@@ -650,6 +654,11 @@ class ResilientSubscriber(threading.Thread):
                     else:
                         self.events.append(e)
                         got += 1
+                with s.cond:
+                    # EventSource's last event id: a data-less id: line
+                    # (the stream's opening) counts too
+                    if s.parser.last_id and consumed == len(s.parser.events):
+                        self.last_id = s.parser.last_id
                 if limit is not None and got >= limit:
                     voluntary = True
                     break
@@ -1032,6 +1041,18 @@ class HttpdServer:
             return None
         assert r.status_code == 200, 'channel %r: %d %s' % (channel, r.status_code, r.text)
         return r.json()
+
+    def status_after_restart(self):
+        """The status once the server answers again after a restart, or None:
+        a connection that was queued on a listener the restart replaced is
+        reset by the kernel (httpd's behaviour), so a refused or reset
+        connection means "not yet", not a failure."""
+        try:
+            r = requests.get(self.url('/sse-admin/status'), timeout=DEFAULT_TIMEOUT,
+                             headers={'Connection': 'close'})
+        except requests.ConnectionError:
+            return None
+        return r.json() if r.status_code == 200 else None
 
     def status(self):
         r = self.get('/sse-admin/status')

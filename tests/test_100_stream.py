@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from sse_env import SseStream, raw_request, uniq
+from sse_env import OPENING, SseStream, raw_request, uniq
 
 
 def open_stream(sse, path, **kw):
@@ -30,17 +30,39 @@ def test_stream_response_headers(sse):
     assert 'SSE-Resume' not in s.headers
 
 
-# the first bytes of a stream are the ': ok' comment
+# the first bytes of a stream are the ': ok' comment and the id the stream starts
+# after (the newest id of the server): a data-less id sets EventSource's lastEventId
 def test_stream_starts_with_ok_comment(sse):
-    s = sse.sub('/events/%s' % uniq('first'))
-    assert s.wait_bytes(6).startswith(b': ok\n\n')
+    ch = uniq('first')
+    st = sse.status()
+    newest = int(st['last_id']) if st['last_id'] else int(st['first_id']) - 1
+    s = sse.sub('/events/%s' % ch)
+    m = OPENING.match(s.wait_bytes(10))
+    assert m, s.body[:80]
+    assert int(m.group(1)) >= newest
+    assert s.parser.last_id == m.group(1).decode() and not s.events
+
+
+# a client that loses its stream before its first event resumes from that id and
+# misses nothing published while it was away
+def test_resume_from_the_opening_id(sse):
+    ch = uniq('early')
+    s = sse.sub('/events/%s' % ch)
+    opened_at = s.parser.last_id
+    s.close()
+    r = sse.pub(ch, 'while away')
+    again = sse.sub('/events/%s' % ch, last_event_id=opened_at)
+    assert again.headers['SSE-Resume'] == 'exact'
+    assert [(e.id, e.data) for e in again.wait_for(1)] == [(r['id'], 'while away')]
+    assert not [e for e in again.events if e.event == 'sse-reset']
+    again.close()
 
 
 # with SSERetry the stream starts with 'retry: 2500', then ': ok'
 def test_stream_starts_with_retry_when_configured(sse):
     s = sse.sub('/events-retry/%s' % uniq('retry'))
-    body = s.wait_bytes(len(b'retry: 2500\n\n: ok\n\n'))
-    assert body.startswith(b'retry: 2500\n\n: ok\n\n'), body[:60]
+    body = s.wait_bytes(len(b'retry: 2500\n\n: ok\nid: 1\n\n'))
+    assert re.match(b'retry: 2500\n\n' + OPENING.pattern, body), body[:60]
     assert s.retries == [2500]
 
 
@@ -238,7 +260,7 @@ def test_deflate_is_kept_out(sse):
     s = sse.sub('/gz/%s' % ch, headers={'Accept-Encoding': 'gzip, deflate'})
     assert 'Content-Encoding' not in s.headers, s.headers
     assert s.headers['Content-Type'] == 'text/event-stream; charset=utf-8'
-    assert s.body.startswith(b': ok\n\n')
+    assert OPENING.match(s.body), s.body[:60]
     for i in range(3):
         r = sse.pub(ch, 'gz event %d' % i)
         ev = s.wait_for(i + 1)
@@ -286,7 +308,7 @@ def test_pipelined_request_does_not_end_stream(sse):
                       'GET /sse-admin/status HTTP/1.1\r\nHost: x\r\n\r\n' % ch).encode())
         buf = b''
         deadline = time.monotonic() + 10
-        while b': ok\n\n' not in buf and time.monotonic() < deadline:
+        while not OPENING.search(buf) and time.monotonic() < deadline:
             buf += sock.recv(65536)
         assert buf.startswith(b'HTTP/1.1 200'), buf[:100]
         assert sse.wait_channel_subscribers(ch, 1)
@@ -347,14 +369,16 @@ def test_keepalive_zero_overrides_inherited_interval(httpd_factory):
     on = [srv.sub('/inherits/%s' % ch), srv.sub('/inherits-thread/%s' % ch)]
     for s in on:
         assert s.wait_until(lambda st: st.parser.comments.count('keepalive') >= 2, 10), (s.path, s.body)
-        assert s.body.startswith(b': ok\n\n: keepalive\n\n: keepalive\n\n'), (s.path, s.body)
+        assert re.match(OPENING.pattern + b': keepalive\n\n: keepalive\n\n', s.body), \
+            (s.path, s.body)
     for s in off:
-        assert s.body == b': ok\n\n', (s.path, s.body)
+        assert OPENING.fullmatch(s.body), (s.path, s.body)
     r = srv.pub(ch, 'quiet event')
     assert r['subscribers'] == 4
     for s in off:
         assert [(e.id, e.data) for e in s.wait_for(1)] == [(r['id'], 'quiet event')]
-        assert s.body == (': ok\n\nid: %s\ndata: quiet event\n\n' % r['id']).encode(), (s.path, s.body)
+        assert re.fullmatch(OPENING.pattern + ('id: %s\ndata: quiet event\n\n' % r['id']).encode(),
+                            s.body), (s.path, s.body)
 
 
 # percent-encoded allowed characters in a stream path or admin path decode to the same channel

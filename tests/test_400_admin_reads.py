@@ -167,9 +167,6 @@ def test_resume_after_delete_reports_expired(sse):
 # a later DELETE of the same channel counts, not only the first: resuming from an id
 # before the second DELETE reports what it dropped. A server of its own, so that its
 # ring of deleted channels (sse_store.c, 256 entries) starts empty and cannot wrap.
-@pytest.mark.xfail(strict=True, reason="bug: sse_store.c freed_lookup() returns the first entry of the "
-                   "freed ring with the channel's hash, i.e. an older DELETE of the same name, so "
-                   "messages dropped by a later DELETE are missed with SSE-Resume: exact")
 def test_resume_after_second_delete_reports_expired(httpd_factory):
     srv = httpd_factory.start('delete-twice')
     ch = uniq('deltwice')

@@ -108,7 +108,7 @@ def test_graceful_restart_keeps_store(httpd_factory):
     gens = srv.count_log(GENERATION_LINE)
     assert srv.apachectl('graceful').returncode == 0
     assert wait_until(lambda: srv.count_log(GENERATION_LINE) > gens, 15)
-    assert wait_until(lambda: srv.get('/sse-admin/status').status_code == 200, 10)
+    assert wait_until(srv.status_after_restart, 10)
     info = srv.channel(ch)
     assert (info['messages'], info['first_id'], info['last_id']) == (3, ids[0], ids[2])
     r = srv.pub(ch, 'after')

@@ -63,8 +63,8 @@ def test_geometry_change_recreates_store(httpd_factory):
     gens = srv.count_log(GENERATION_LINE)
     assert srv.apachectl('graceful').returncode == 0
     assert wait_until(lambda: srv.count_log(GENERATION_LINE) > gens, 15)
-    assert wait_until(lambda: srv.get('/sse-admin/status').status_code == 200
-                      and srv.status()['shm']['size'] == 2 * 1024 * 1024, 10), srv.status()
+    assert wait_until(lambda: (srv.status_after_restart() or {}).get('shm', {}).get('size')
+                      == 2 * 1024 * 1024, 10), srv.status()
     assert srv.channel(ch) is None, 'history should be dropped when the geometry changes'
     # ... and that is logged (above info level)
     assert re.search(r'\[sse:(notice|warn)\].*SSE\d{5}.*store', srv.read_log(pos)), srv.read_log(pos)[-1500:]
@@ -87,7 +87,7 @@ def test_graceful_restart_with_other_changes_keeps_store(httpd_factory):
     gens = srv.count_log(GENERATION_LINE)
     assert srv.apachectl('graceful').returncode == 0
     assert wait_until(lambda: srv.count_log(GENERATION_LINE) > gens, 15)
-    assert wait_until(lambda: srv.get('/sse-admin/status').status_code == 200, 10)
+    assert wait_until(srv.status_after_restart, 10)
     assert srv.channel(ch)['last_id'] == ids[-1]
     # the new message size limit applies
     assert srv.publish(ch, b'x' * 1025).status_code == 413

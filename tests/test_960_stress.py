@@ -282,7 +282,7 @@ def test_children_killed_during_publish_storm(httpd_factory):
     assert killed == 5 and len(ok) > 20, (killed, len(ok))
     # three publishers: a kill breaks at most the three requests in flight
     assert len(broken) <= 3 * killed, broken
-    assert wait_until(lambda: srv.get('/sse-admin/status').status_code == 200, 15)
+    assert wait_until(srv.status_after_restart, 15)
     info = srv.channel(ch)
     # replay: every answered publish once, in id order; the only others are
     # publishes whose connection broke (a kill may land after the commit)
