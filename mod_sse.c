@@ -10,6 +10,7 @@
  *   <Location /sse-admin> SetHandler sse-admin  Require local </Location>
  */
 #include <unistd.h>
+#include <sys/resource.h>
 
 #include "apr_strings.h"
 #include "http_main.h"
@@ -25,7 +26,7 @@
 #include "sse_config.h"
 #include "sse_store.h"
 #include "sse_notify.h"
-#include "sse_fanout.h"
+#include "sse_writer.h"
 #include "sse_publish.h"
 #include "sse_stream.h"
 #include "sse_admin.h"
@@ -73,19 +74,47 @@ static int mpm_value(int query, int fallback)
     return v;
 }
 
-/* Default SSEMaxSubscribers: keep 10% of the workers (at least 2) for
- * pages and the admin API, so streams can never starve the server. */
+/* Handed-off streams one child may own: each is an open file, so its
+ * open-files limit (ulimit -n) less a reserve for listeners, logs,
+ * connections on threads and the rest. */
+static apr_uint32_t writer_streams_per_child(void)
+{
+    struct rlimit rl;
+    rlim_t cur, reserve;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+        return 60000;
+    }
+    cur = rl.rlim_cur;
+    reserve = cur / 10 > 64 ? cur / 10 : 64;
+    return cur > reserve ? (apr_uint32_t)(cur - reserve) : 1;
+}
+
+static int threaded_mpm(void)
+{
+    return mpm_value(AP_MPMQ_IS_THREADED, 0) != AP_MPMQ_NOT_SUPPORTED;
+}
+
+/* Default SSEMaxSubscribers. Where streams leave their threads (threaded
+ * MPMs), open files bound them: every child the MPM may run times what
+ * one child's writer may own. Under prefork every stream is a process:
+ * keep 10% of them (at least 2) for pages and the admin API. */
 static apr_uint32_t default_max_subscribers(void)
 {
     int workers = mpm_value(AP_MPMQ_MAX_DAEMONS, 1)
                   * mpm_value(AP_MPMQ_MAX_THREADS, 1);
     int reserve = workers / 10 > 2 ? workers / 10 : 2;
+    if (threaded_mpm()) {
+        apr_uint64_t n = (apr_uint64_t)mpm_value(AP_MPMQ_MAX_DAEMONS, 1)
+                         * writer_streams_per_child();
+        return n > 10000000 ? 10000000 : (apr_uint32_t)n;
+    }
     return workers > reserve ? (apr_uint32_t)(workers - reserve) : 1;
 }
 
-/* Streams one child may hold: a child whose threads all hold streams
- * cannot serve the keep-alive connections it already owns, so 10% of its
- * threads (at least 1) stay free. 0 (no limit) under prefork. */
+/* Streams on worker threads one child may hold: a child whose threads all
+ * hold streams cannot serve the keep-alive connections it already owns, so
+ * 10% of its threads (at least 1) stay free. 0 (no limit) under prefork.
+ * Handed-off streams hold no thread and do not count. */
 static apr_uint32_t default_max_per_child(void)
 {
     int threads = mpm_value(AP_MPMQ_MAX_THREADS, 1);
@@ -182,6 +211,30 @@ static int sse_check_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
+/* A child that the MPM stops while the server runs (idle maintenance, or
+ * MaxConnectionsPerChild) ends every stream its writer owns: clients
+ * reconnect and resume, but nobody wants that. Say how to avoid it. */
+static void warn_about_child_recycling(server_rec *s)
+{
+    int spare = mpm_value(AP_MPMQ_MAX_SPARE_THREADS, 0);
+    int workers = mpm_value(AP_MPMQ_MAX_DAEMONS, 1)
+                  * mpm_value(AP_MPMQ_MAX_THREADS, 1);
+    int per_child = mpm_value(AP_MPMQ_MAX_REQUESTS_DAEMON, 0);
+    if (!threaded_mpm()) return;
+    if (spare && spare < workers) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, SSE_LOGNO(00012)
+                     "MaxSpareThreads %d is below MaxRequestWorkers %d: idle "
+                     "maintenance may stop a child and end the streams it "
+                     "holds (they reconnect and resume); set MaxSpareThreads "
+                     "to MaxRequestWorkers", spare, workers);
+    }
+    if (per_child) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, SSE_LOGNO(00013)
+                     "MaxConnectionsPerChild %d ends a child's streams when "
+                     "it is reached; set it to 0", per_child);
+    }
+}
+
 static int sse_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                            apr_pool_t *ptemp, server_rec *s)
 {
@@ -231,6 +284,7 @@ static int sse_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                               ? limits.max_subscribers / 10 : 16;
     sse_store_set_limits(kept->store, &limits);
     current_store = kept->store;
+    warn_about_child_recycling(s);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, SSE_LOGNO(00004)
                  "mod_sse %s: store of %" APR_SIZE_T_FMT " bytes, %u "
                  "channels, history %u, max %u subscribers (%u per child, "
@@ -276,21 +330,26 @@ static void sse_child_init(apr_pool_t *pchild, server_rec *s)
     }
     apr_pool_cleanup_register(pchild, NULL, detach_child,
                               apr_pool_cleanup_null);
-    threaded = mpm_value(AP_MPMQ_IS_THREADED, 0) != AP_MPMQ_NOT_SUPPORTED;
+    threaded = threaded_mpm();
+    /* the writer runs in the dispatcher thread, so only with one */
+    if (threaded) {
+        sse_writer_limits wl;
+        wl.max_pending = sse_config_server(s)->max_pending;
+        wl.stall_timeout = s->timeout;
+        wl.max_streams = writer_streams_per_child();
+        rv = sse_writer_child_init(current_store, child_row, &wl);
+        if (rv != APR_SUCCESS && rv != APR_ENOTIMPL) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, SSE_LOGNO(00011)
+                         "cannot start the writer; every stream keeps its "
+                         "worker thread");
+        }
+    }
     rv = sse_notify_child_init(pchild, sse_store_wake_word(current_store),
-                               child_row, threaded, sse_fanout_round);
+                               child_row, threaded, sse_writer_round,
+                               sse_writer_next_wait);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, SSE_LOGNO(00007)
                      "cannot start the dispatcher thread");
-        return;
-    }
-    /* the writer runs in the dispatcher thread, so only with one */
-    if (threaded && (rv = sse_fanout_child_init(current_store,
-                                                      child_row))
-                    != APR_SUCCESS && rv != APR_ENOTIMPL) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, SSE_LOGNO(00011)
-                     "cannot start the shared writer; every stream writes "
-                     "from its own thread");
     }
 }
 

@@ -345,8 +345,9 @@ static int server_status(request_rec *r, sse_store *st)
         const sse_child_info *ci = &APR_ARRAY_IDX(s.children, i,
                                                   sse_child_info);
         APR_ARRAY_PUSH(kids, const char *) = apr_psprintf(r->pool,
-                "{\"pid\":%d,\"subscribers\":%u,\"writer_streams\":%u}",
-                (int)ci->pid, ci->subscribers, ci->parked);
+                "{\"pid\":%d,\"subscribers\":%u,\"writer_streams\":%u,"
+                "\"thread_streams\":%u}",
+                (int)ci->pid, ci->subscribers, ci->parked, ci->on_threads);
     }
     return reply(r, HTTP_OK, apr_psprintf(r->pool,
         "{\"version\":\"%s\",\"channels\":%u,\"max_channels\":%u,"

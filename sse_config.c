@@ -25,6 +25,7 @@ void *sse_create_server_conf(apr_pool_t *p, server_rec *s)
     conf->max_message_size = SSE_DEFAULT_MAX_MESSAGE;
     conf->max_subscribers = 0;
     conf->max_per_channel = 0;
+    conf->max_pending = SSE_DEFAULT_MAX_PENDING;
     return conf;
 }
 
@@ -36,6 +37,7 @@ void *sse_create_dir_conf(apr_pool_t *p, char *dir)
     conf->autocreate = -1;
     conf->retry_ms = -1;
     conf->keepalive_sec = -1;
+    conf->hand_off = -1;
     return conf;
 }
 
@@ -57,6 +59,7 @@ void *sse_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     conf->autocreate = SSE_MERGE(autocreate, -1);
     conf->retry_ms = SSE_MERGE(retry_ms, -1);
     conf->keepalive_sec = SSE_MERGE(keepalive_sec, -1);
+    conf->hand_off = SSE_MERGE(hand_off, -1);
     return conf;
 }
 
@@ -73,6 +76,11 @@ const sse_dir_conf *sse_config_dir(const request_rec *r)
 int sse_config_autocreate(const sse_dir_conf *dc)
 {
     return dc->autocreate != 0;
+}
+
+int sse_config_hand_off(const sse_dir_conf *dc)
+{
+    return dc->hand_off != 0;
 }
 
 int sse_config_keepalive(const sse_dir_conf *dc)
@@ -160,6 +168,13 @@ static const char *set_max_message(cmd_parms *cmd, void *dc, const char *arg)
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
     (void)dc;
     if (err) return err;
+    if (!strcasecmp(cmd->cmd->name, "SSEMaxPendingBytes")) {
+        if ((err = parse_size(cmd, arg, 4096, 64 * 1024 * 1024, &v))) {
+            return err;
+        }
+        main_conf(cmd)->max_pending = (apr_size_t)v;
+        return NULL;
+    }
     if ((err = parse_size(cmd, arg, 1, 64 * 1024 * 1024, &v))) return err;
     main_conf(cmd)->max_message_size = (apr_size_t)v;
     return NULL;
@@ -307,10 +322,11 @@ static const char *set_token_string(cmd_parms *cmd, void *dcv,
     return NULL;
 }
 
-static const char *set_autocreate(cmd_parms *cmd, void *dcv, int on)
+static const char *set_flag(cmd_parms *cmd, void *dcv, int on)
 {
-    (void)cmd;
-    ((sse_dir_conf *)dcv)->autocreate = on;
+    sse_dir_conf *dc = dcv;
+    if (!strcasecmp(cmd->cmd->name, "SSEHandOff")) dc->hand_off = on;
+    else dc->autocreate = on;
     return NULL;
 }
 
@@ -376,7 +392,15 @@ const command_rec sse_cmds[] = {
                   RSRC_CONF | ACCESS_CONF,
                   "cookie that may carry the token (server, Location; "
                   "default sse_token)"),
-    AP_INIT_FLAG("SSEAutoCreate", set_autocreate, NULL,
+    AP_INIT_FLAG("SSEHandOff", set_flag, NULL, RSRC_CONF | ACCESS_CONF,
+                 "On: a plain HTTP/1.x stream leaves its worker thread for "
+                 "the child's writer once caught up; Off: every stream "
+                 "keeps its thread (server, directory; default On)"),
+    AP_INIT_TAKE1("SSEMaxPendingBytes", set_max_message, NULL, RSRC_CONF,
+                  "bytes a slow handed-off stream may owe before it is ended "
+                  "to resume from history, K/M suffixes (main server; "
+                  "default 64K)"),
+    AP_INIT_FLAG("SSEAutoCreate", set_flag, NULL,
                  RSRC_CONF | ACCESS_CONF,
                  "On: subscribing creates unknown channels; Off: 404 "
                  "(server, directory; default On)"),

@@ -15,6 +15,7 @@
 #define SSE_DEFAULT_MAX_MESSAGE     (64 * 1024)
 #define SSE_DEFAULT_KEEPALIVE_SEC   15
 #define SSE_DEFAULT_TOKEN_COOKIE    "sse_token"
+#define SSE_DEFAULT_MAX_PENDING     (64 * 1024)
 /* Streams wake at least this often to check the client, even without
  * keepalive comments. */
 #define SSE_MAX_IDLE_WAIT_SEC       15
@@ -29,6 +30,7 @@ typedef struct {
     int max_subscribers;          /* SSEMaxSubscribers, 0 = derived */
     int max_per_channel;          /* SSEMaxSubscribersPerChannel, 0 = none */
     int max_per_client;           /* SSEMaxStreamsPerClient, 0 = derived */
+    apr_size_t max_pending;       /* SSEMaxPendingBytes */
 } sse_server_conf;
 
 /* One SSEChannel: a fixed name, or an expression evaluated per request
@@ -49,6 +51,7 @@ typedef struct {
     int autocreate;               /* SSEAutoCreate */
     int retry_ms;                 /* SSERetry, -1 = don't send */
     int keepalive_sec;            /* SSEKeepAlive, 0 = off */
+    int hand_off;                 /* SSEHandOff: streams leave their thread */
 } sse_dir_conf;
 
 extern const command_rec sse_cmds[];
@@ -67,6 +70,7 @@ char *sse_origin_canonical(apr_pool_t *p, const char *origin);
 /* Effective values with defaults applied. */
 int sse_config_autocreate(const sse_dir_conf *dc);
 int sse_config_keepalive(const sse_dir_conf *dc);
+int sse_config_hand_off(const sse_dir_conf *dc);
 const char *sse_config_token_cookie(const sse_dir_conf *dc);
 
 #endif /* SSE_CONFIG_H */

@@ -11,6 +11,7 @@
 #include "apr_lib.h"
 
 #include "sse_event.h"
+#include "sse_json.h"
 
 /* ASCII ranges, not isalnum(): that follows the process's locale, and a
  * module that sets one (mod_php does) would let Latin-1 letters in. */
@@ -210,4 +211,21 @@ char *sse_event_frame(apr_pool_t *p, const sse_event *ev, apr_size_t *len)
     *w++ = '\n';
     *len = (apr_size_t)(w - buf);
     return buf;
+}
+
+char *sse_reset_frame(apr_pool_t *p, const char *reason, apr_uint64_t id,
+                      const char *last_id_text, apr_size_t *len)
+{
+    char idbuf[SSE_ID_TEXT_MAX];
+    const char *claimed = "null";
+    char *text;
+    if (last_id_text && sse_utf8_valid(last_id_text, strlen(last_id_text))) {
+        claimed = sse_json_quote(p, last_id_text, strlen(last_id_text));
+    }
+    sse_id_format(idbuf, id);
+    text = apr_pstrcat(p, "id: ", idbuf, "\nevent: sse-reset\ndata: "
+                       "{\"reason\":\"", reason, "\",\"last_event_id\":",
+                       claimed, "}\n\n", NULL);
+    *len = strlen(text);
+    return text;
 }

@@ -55,4 +55,10 @@ int sse_id_parse(const char *s, apr_uint64_t *out);
  * Returns the bytes, allocated from p, and their length in *len. */
 char *sse_event_frame(apr_pool_t *p, const sse_event *ev, apr_size_t *len);
 
+/* Frames the sse-reset event mod_sse sends when a client missed messages:
+ * reason ("expired", "unknown", "overflow"), the id it carries, and the
+ * last event id the client claimed (NULL, or not UTF-8: null). */
+char *sse_reset_frame(apr_pool_t *p, const char *reason, apr_uint64_t id,
+                      const char *last_id_text, apr_size_t *len);
+
 #endif /* SSE_EVENT_H */

@@ -11,13 +11,18 @@
  * stopping that this is the last call. */
 typedef void sse_notify_round_fn(int changed, int stopping);
 
+/* How long the dispatcher may wait for the next change, given its usual
+ * interval (a round may need to come sooner). */
+typedef apr_interval_time_t sse_notify_wait_fn(apr_interval_time_t usual);
+
 /* Starts this child's dispatcher thread, which waits on the store's wake
  * word, wakes local stream threads and runs round (may be NULL). row is
  * the child's row in the store (its own wakeups). threaded_mpm is zero for
  * prefork, which stops children from a signal handler. */
 apr_status_t sse_notify_child_init(apr_pool_t *pchild, apr_uint32_t *word,
                                    int row, int threaded_mpm,
-                                   sse_notify_round_fn *round);
+                                   sse_notify_round_fn *round,
+                                   sse_notify_wait_fn *next_wait);
 
 /* Makes this child's dispatcher run a round now, without a change. */
 void sse_notify_poke(void);

@@ -457,6 +457,7 @@ void store_clear_row(sse_store *st, int row)
     }
     store_clients_drop_row(st, row);
     st->children[row].subscribers = 0;
+    st->children[row].on_threads = 0;
     st->children[row].parked = 0;
     st->children[row].pid = 0;
 }
@@ -555,8 +556,8 @@ sse_result sse_store_subscribe(sse_store *st, int row,
     if (row < 0) return SSE_NO_ROW;
     lock(st);
     if ((lim->max_subscribers && total_subscribers(st) >= lim->max_subscribers)
-        || (lim->max_per_child
-            && st->children[row].subscribers >= lim->max_per_child)) {
+        || (lim->max_per_child && sub->on_thread
+            && st->children[row].on_threads >= lim->max_per_child)) {
         res = refuse_busy(st, SSE_BUSY, SSE_BUSY_SERVER);
         goto done;
     }
@@ -605,6 +606,7 @@ sse_result sse_store_subscribe(sse_store *st, int row,
         }
     }
     st->children[row].subscribers++;
+    if (sub->on_thread) st->children[row].on_threads++;
     goto done;
 undo:
     for (i = 0; i < counted; i++) {
@@ -632,6 +634,9 @@ void sse_store_unsubscribe(sse_store *st, sse_subscription *sub)
     }
     if (st->children[sub->row].subscribers) {
         st->children[sub->row].subscribers--;
+    }
+    if (sub->on_thread && st->children[sub->row].on_threads) {
+        st->children[sub->row].on_threads--;
     }
     unlock(st);
     sub->n = 0;
@@ -966,6 +971,7 @@ void sse_store_status_get(sse_store *st, apr_pool_t *p,
             ci->subscribers = st->children[i].subscribers;
             ci->parked = __atomic_load_n(&st->children[i].parked,
                                          __ATOMIC_RELAXED);
+            ci->on_threads = st->children[i].on_threads;
             status->subscribers += ci->subscribers;
             status->parked += ci->parked;
         }

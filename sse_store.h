@@ -22,8 +22,8 @@ typedef struct {
     apr_interval_time_t history_max_age; /* 0 = no age limit */
     apr_uint32_t max_subscribers;       /* whole store, 0 = no limit */
     apr_uint32_t max_per_channel;       /* 0 = no limit */
-    apr_uint32_t max_per_child;         /* streams one process may hold,
-                                           0 = no limit */
+    apr_uint32_t max_per_child;         /* streams on worker threads one
+                                           process may hold, 0 = no limit */
     apr_uint32_t max_per_client;        /* streams one client address may
                                            hold, 0 = no limit */
 } sse_store_limits;
@@ -74,6 +74,9 @@ typedef struct {
 typedef struct {
     int row;                   /* child row the counts were charged to */
     int client_counted;        /* client holds a count in the store */
+    int on_thread;             /* set by the caller before subscribing: the
+                                  stream holds a worker thread, and counts
+                                  against the child's share of them */
     unsigned char client[16];  /* its address (IPv4 mapped into IPv6) */
     int n;
     sse_sub_channel ch[SSE_MAX_STREAM_CHANNELS];
@@ -113,7 +116,8 @@ typedef struct {
 typedef struct {
     apr_int32_t pid;
     apr_uint32_t subscribers;
-    apr_uint32_t parked;             /* streams its writer serves */
+    apr_uint32_t parked;             /* streams its writer owns */
+    apr_uint32_t on_threads;         /* streams holding a worker thread */
 } sse_child_info;
 
 typedef struct {

@@ -92,8 +92,8 @@ typedef struct {
 typedef struct {
     apr_int32_t pid;             /* 0 = free row */
     apr_uint32_t subscribers;    /* open streams in that process */
-    apr_uint32_t parked;         /* of those, served by its writer */
-    apr_uint32_t unused;
+    apr_uint32_t parked;         /* of those, owned by its writer */
+    apr_uint32_t on_threads;     /* of those, holding a worker thread */
 } store_child;
 
 typedef struct {

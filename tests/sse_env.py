@@ -155,7 +155,9 @@ class SseParser:
         self.skip_lf = False
         self.data = []
         self.etype = ''
-        self.last_id = ''
+        self.id_buffer = ''          # the spec's "last event ID buffer"
+        self.last_id = ''            # EventSource's last event ID string,
+                                     # set when a block is dispatched
         self.block_id = None
         self.block_retry = None
         self.events: List[Event] = []
@@ -214,7 +216,7 @@ class SseParser:
             self.data.append(value)
         elif name == 'id':
             if '\0' not in value:
-                self.last_id = value
+                self.id_buffer = value
                 self.block_id = value
         elif name == 'retry':
             if _DIGITS.fullmatch(value):
@@ -224,6 +226,9 @@ class SseParser:
             self.unknown_fields.append(name)
 
     def _dispatch(self):
+        # step 1 comes before the empty-data check: an id: line in a block
+        # without data still sets the last event ID string
+        self.last_id = self.id_buffer
         if self.data:
             self.events.append(Event(id=self.last_id, event=self.etype or 'message',
                                      data='\n'.join(self.data), retry=self.block_retry,
@@ -699,6 +704,11 @@ DEFAULT_LOCATIONS = """
 <Location /events-retry>
     SetHandler sse-stream
     SSERetry 2500
+</Location>
+<Location /threaded>
+    SetHandler sse-stream
+    SSEHandOff Off
+    SSEKeepAlive 1
 </Location>
 <Location /quiet>
     SetHandler sse-stream

@@ -133,26 +133,9 @@ def test_multi_channel_partial_expiry(hist):
     assert int(ev[0].id) == int(retained[0][0]) - 1
 
 
-# a stream that falls so far behind that history rolls over gets sse-reset 'overflow' instead of a gap
-def test_slow_subscriber_gets_overflow(httpd_factory):
-    srv = httpd_factory.start('overflow', global_extra=['SSEHistorySize 10'])
-    ch = uniq('slow')
-    fast = srv.sub('/events/%s' % ch)
-    # a subscriber with a tiny receive window that does not read for a while
-    slow = SseStream(srv.port, '/events/%s' % ch, rcvbuf=4096, reading=False)
-    assert slow.status == 200
-    assert srv.wait_channel_subscribers(ch, 2)
-    payload = 'p' * 60000
-    published = []
-    for i in range(120):
-        published.append(srv.pub(ch, '%03d %s' % (i, payload))['id'])
-    # the fast subscriber got everything
-    assert [e.id for e in fast.wait_for(120, 30)] == published
-    # now the slow one reads everything
-    slow.start_reading()
-    assert slow.wait_until(lambda st: any(e.id == published[-1] for e in st.parser.events), 30), \
-        'the slow subscriber never got the last message'
-    evs = slow.events
+def check_overflow_events(evs, published):
+    """Resets say 'overflow' and carry the id before the next message;
+    between them the messages are contiguous, once each, in order."""
     resets = [k for k, e in enumerate(evs) if e.event == 'sse-reset']
     assert resets, 'no sse-reset for a subscriber that fell 100+ messages behind'
     data_ids = [e.id for e in evs if e.event != 'sse-reset']
@@ -163,7 +146,6 @@ def test_slow_subscriber_gets_overflow(httpd_factory):
         assert evs[k].json()['reason'] == 'overflow', evs[k].data
         if k + 1 < len(evs):
             assert int(evs[k].id) == int(evs[k + 1].id) - 1
-    # before, between and after the resets the messages are contiguous
     runs, cur = [], []
     for e in evs:
         if e.event == 'sse-reset':
@@ -176,3 +158,46 @@ def test_slow_subscriber_gets_overflow(httpd_factory):
         assert run == list(range(run[0], run[0] + len(run))) if run else True, run
 
 
+def fill_behind(srv, ch, slow_path):
+    fast = srv.sub('/events/%s' % ch)
+    # a subscriber with a tiny receive window that does not read for a while
+    slow = SseStream(srv.port, slow_path, rcvbuf=4096, reading=False)
+    assert slow.status == 200
+    assert srv.wait_channel_subscribers(ch, 2)
+    payload = 'p' * 60000
+    published = [srv.pub(ch, '%03d %s' % (i, payload))['id'] for i in range(120)]
+    # the fast subscriber got everything
+    assert [e.id for e in fast.wait_for(120, 30)] == published
+    return slow, published
+
+
+# a stream on its own thread that falls so far behind that history rolls over
+# gets sse-reset 'overflow' in the stream instead of a gap
+def test_slow_thread_subscriber_gets_overflow(httpd_factory):
+    srv = httpd_factory.start('overflow', global_extra=['SSEHistorySize 10'])
+    ch = uniq('slow')
+    slow, published = fill_behind(srv, ch, '/threaded/%s' % ch)
+    slow.start_reading()
+    assert slow.wait_until(lambda st: any(e.id == published[-1] for e in st.parser.events), 30), \
+        'the slow subscriber never got the last message'
+    check_overflow_events(slow.events, published)
+
+
+# a handed-off stream that owes more than SSEMaxPendingBytes is ended; it resumes
+# with its Last-Event-ID and, history having rolled over, gets sse-reset 'overflow'
+def test_slow_handed_off_subscriber_ends_and_resumes(httpd_factory):
+    srv = httpd_factory.start('overflow2', global_extra=['SSEHistorySize 10'])
+    ch = uniq('slow')
+    pos = srv.log_size()
+    slow, published = fill_behind(srv, ch, '/events/%s' % ch)
+    assert wait_until(lambda: 'more than SSEMaxPendingBytes owed' in srv.read_log(pos), 10)
+    slow.start_reading()
+    assert slow.wait_ended(30)
+    got = slow.events
+    assert [e.id for e in got] == published[:len(got)], 'a prefix of the messages, in order'
+    last = slow.parser.last_id
+    again = srv.sub('/events/%s' % ch, last_event_id=last)
+    assert again.headers['SSE-Resume'] == 'reset'
+    evs = again.wait_for(11)
+    assert evs[0].event == 'sse-reset' and evs[0].json()['reason'] == 'expired'
+    assert [e.id for e in evs[1:]] == published[-10:]

@@ -41,9 +41,9 @@ def activity(sse):
     r = sse.delete(ch)
     assert r.status_code == 200, r.text
     assert kept.wait_ended() and kept.comments[-1:] == ['channel deleted'], kept.body[-100:]
-    # stream ends are logged when the handler returns, after the client saw the
-    # end: wait for both (whatever their form; the tests check it)
-    wait_until(lambda: sse.count_log(r'stream ends \(', pos) >= 2, 10)
+    # a handed-off stream's end is logged by the child's writer, after the
+    # client saw the end: wait for both
+    wait_until(lambda: sse.count_log(r'SSE00401: stream of .* ends \(', pos) >= 2, 10)
     return {'pos': pos, 'ch': ch, 'ports': ports, 'ids': (first['id'], second['id'])}
 
 
@@ -74,9 +74,14 @@ def test_activity_is_logged(sse, activity):
                                'milliseconds, digits only')
     exactly_one(lines, 'debug', "SSE00101: refusing stream (400): channel 'a b' may only contain "
                                 "A-Z a-z 0-9 _ - . : @ ~", ports['bad'])
-    exactly_one(lines, 'debug', 'SSE00104: stream ends (client gone) after 1 events', ports['left'])
+    for name in ('kept', 'left'):
+        exactly_one(lines, 'debug', 'SSE00110: stream handed to the writer after 0 events', ports[name])
+    ended = lambda port, why, events: [l for l in lines if re.search(
+        r'\[sse:info\] .*SSE00401: stream of 127\.0\.0\.1:%d on %s ends \(%s\) after \d+ ms, '
+        r'%d events, \d+ bytes$' % (port, re.escape(ch), re.escape(why), events), l)]
+    assert len(ended(ports['left'], 'client gone', 1)) == 1, lines[-20:]
     exactly_one(lines, 'info', "SSE00203: channel '%s' deleted: 2 message(s) dropped, 1 subscriber(s) ended" % ch)
-    exactly_one(lines, 'debug', 'SSE00104: stream ends (channel deleted) after 2 events', ports['kept'])
+    assert len(ended(ports['kept'], 'channel deleted', 2)) == 1, lines[-20:]
 
 
 # every mod_sse message at debug level or above carries an SSEnnnnn tag
