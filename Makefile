@@ -64,7 +64,7 @@ asan: deps asan-unit
 	SSE_SANITIZE=1 $(PYTHON) -m pytest -q tests
 
 # what CI runs: the normal build and suite, then the whole suite again
-# against the sanitizer build (about 3 + 5 minutes on 2 cores)
+# against the sanitizer build (about 3 + 5 minutes on 2 cores, 9 with builds)
 asan-ci: test asan
 
 demo: deps all
