@@ -50,9 +50,11 @@ def sse(built, base_dir):
     srv.quiesce()
     ok = srv.stop()
     crashes = srv.crash_lines()
+    reports = srv.sanitizer_reports()
     assert ok, 'main server did not exit within 10s of SIGTERM (%s)' % srv.dir
     assert not crashes, 'main server error_log:\n' + '\n'.join(crashes[:30])
     assert channels < 900, 'tests create too many channels on the main server: %d' % channels
+    assert not reports, '\n'.join(reports)
 
 
 def _factory(base_dir):
@@ -78,7 +80,8 @@ def module_factory(built, base_dir):
 @pytest.fixture(autouse=True)
 def _per_test_checks():
     """Closes the test's streams and fails it when a running server logged a
-    crash (segfault, children that would not exit, crit/emerg)."""
+    crash (segfault, children that would not exit, crit/emerg) or when any
+    server wrote a sanitizer report (SSE_SANITIZE=1) no check has shown yet."""
     positions = [(s, s.log_size()) for s in sse_env.RUNNING]
     yield
     sse_env.close_all_streams()
@@ -87,5 +90,6 @@ def _per_test_checks():
         crashes = srv.crash_lines(pos)
         if crashes:
             problems.append('%s (%s) error_log:\n%s' % (srv.name, srv.dir, '\n'.join(crashes[:20])))
+    problems += sse_env.new_sanitizer_reports()
     if problems:
         pytest.fail('\n'.join(problems))

@@ -26,7 +26,13 @@ from requests.structures import CaseInsensitiveDict
 
 REPO = Path(__file__).resolve().parent.parent
 TESTS = REPO / 'tests'
-MOD_SSE = REPO / '.libs' / 'mod_sse.so'
+# SSE_SANITIZE=1 (make asan): test mod_sse built with AddressSanitizer and
+# UndefinedBehaviorSanitizer (build_variant 'asan'), run every httpd with the
+# sanitizer runtime preloaded and fail a test whose servers wrote a report;
+# see "Sanitizer builds" below
+SANITIZE = os.environ.get('SSE_SANITIZE', '') not in ('', '0')
+MOD_SSE = (REPO / 'build' / 'variants' / 'asan' / '.libs' / 'mod_sse.so' if SANITIZE
+           else REPO / '.libs' / 'mod_sse.so')
 TEST_MOD_DIR = TESTS / 'mod_sse_test'
 TEST_MOD_SRC = TEST_MOD_DIR / 'mod_sse_test.c'
 TEST_MOD_SO = TEST_MOD_DIR / '.libs' / 'mod_sse_test.so'
@@ -84,27 +90,42 @@ def wait_until(pred, timeout=DEFAULT_TIMEOUT, interval=0.05):
 _build_lock = threading.Lock()
 
 
-def build_variant(name, defines):
+def build_variant(name, defines, cflags=(), ldflags=()):
     """Builds mod_sse from the repository's sources with extra -D flags
-    into build/variants/<name>/ (test builds only: other store layouts,
-    crash hooks); returns the path of the .so. Rebuilt when a source is
-    newer."""
+    (and compiler/linker flags) into build/variants/<name>/ (test builds
+    only: other store layouts, crash hooks, the sanitizer build); returns
+    the path of the .so. Rebuilt when a source is newer or the flags
+    changed. Under SSE_SANITIZE every variant is also instrumented, in
+    build/variants/<name>-asan/."""
+    with _build_lock:
+        return _build_variant_locked(name, defines, cflags, ldflags)
+
+
+def _build_variant_locked(name, defines, cflags, ldflags):
+    if SANITIZE and name != 'asan':
+        name += '-asan'
+    if SANITIZE:
+        cflags = list(cflags) + SAN_FLAGS + SAN_CFLAGS
+        ldflags = list(ldflags) + SAN_FLAGS
     out = REPO / 'build' / 'variants' / name
     so = out / '.libs' / 'mod_sse.so'
+    stamp = out / 'build-command'
     sources = sorted(REPO.glob('*.c')) + sorted(REPO.glob('*.h'))
-    with _build_lock:
-        if so.exists() and so.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
-            return so
-        out.mkdir(parents=True, exist_ok=True)
-        for p in sources:
-            shutil.copy2(p, out / p.name)
-        cmd = [APXS, '-c', '-Wc,-Wall', '-Wc,-Wextra', '-Wc,-std=gnu99'] + \
-              ['-D%s' % d for d in defines] + \
-              ['-o', 'mod_sse.la'] + [p.name for p in sorted(REPO.glob('*.c'))] + ['-lcrypto']
-        r = subprocess.run(cmd, cwd=str(out), capture_output=True, text=True)
-        if r.returncode != 0 or not so.exists():
-            raise RuntimeError('building variant %s failed:\n%s\n%s'
-                               % (name, r.stdout[-3000:], r.stderr[-3000:]))
+    cmd = [APXS, '-c', '-Wc,-Wall', '-Wc,-Wextra', '-Wc,-std=gnu99'] + \
+          ['-D%s' % d for d in defines] + ['-Wc,%s' % f for f in cflags] + \
+          ['-Wl,%s' % f for f in ldflags] + \
+          ['-o', 'mod_sse.la'] + [p.name for p in sorted(REPO.glob('*.c'))] + ['-lcrypto']
+    if so.exists() and so.stat().st_mtime >= max(p.stat().st_mtime for p in sources) \
+            and stamp.exists() and stamp.read_text() == ' '.join(cmd):
+        return so
+    out.mkdir(parents=True, exist_ok=True)
+    for p in sources:
+        shutil.copy2(p, out / p.name)
+    r = subprocess.run(cmd, cwd=str(out), capture_output=True, text=True)
+    if r.returncode != 0 or not so.exists():
+        raise RuntimeError('building variant %s failed:\n%s\n%s'
+                           % (name, r.stdout[-3000:], r.stderr[-3000:]))
+    stamp.write_text(' '.join(cmd))
     return so
 
 
@@ -112,7 +133,9 @@ def ensure_built():
     """mod_sse.so must exist (make is run once if not); the test module is
     built with apxs when missing or out of date."""
     with _build_lock:
-        if not MOD_SSE.exists():
+        if SANITIZE:
+            _build_variant_locked('asan', [], (), ())
+        elif not MOD_SSE.exists():
             r = subprocess.run(['make', '-C', str(REPO)], capture_output=True, text=True)
             if r.returncode != 0 or not MOD_SSE.exists():
                 raise RuntimeError('mod_sse is not built and `make -C %s` failed (rc %d):\n%s\n%s'
@@ -125,6 +148,98 @@ def ensure_built():
             if r.returncode != 0 or not TEST_MOD_SO.exists():
                 raise RuntimeError('building tests/mod_sse_test failed:\n%s\n%s'
                                    % (r.stdout[-3000:], r.stderr[-3000:]))
+
+
+# ---------------------------------------------------------------------------
+# Sanitizer builds (SSE_SANITIZE=1, make asan; README "Development")
+#
+# Debian's apache2 is not instrumented, so the AddressSanitizer runtime must
+# be the first library of the process: every apache2 we run gets LD_PRELOAD
+# of the runtime of the compiler apxs uses (libasan, then libubsan, which
+# the instrumented module needs as well). ASan reports go to files, not to
+# stderr (httpd points stderr at the error_log, where a child's report would
+# be interleaved with other lines): <server dir>/logs/sanitizer/asan.<pid>.
+# That directory is world-writable because children run as nobody when the
+# tests run as root. gcc 12's UBSan ignores its log_path when it runs beside
+# ASan and prints to stderr: the error_log once httpd has opened it,
+# stdout.log before. After each test and when a server stops, the harness
+# fails on any report, in a file or in those logs, it has not shown before.
+
+SAN_FLAGS = ['-fsanitize=address,undefined', '-fno-sanitize-recover=undefined',
+             '-fno-omit-frame-pointer']      # as in the Makefile's SAN_FLAGS
+# apxs compiles with -O2 -D_FORTIFY_SOURCE=2: the fortified string functions
+# (__memcpy_chk ...) are not intercepted by ASan, so they would hide
+# overflows; -O1 keeps stack traces close to the source
+SAN_CFLAGS = ['-U_FORTIFY_SOURCE', '-O1']
+SUPPRESSIONS = TESTS / 'sanitizer'
+
+# ASan options for httpd:
+# - detect_leaks=0: httpd keeps its configuration and process pools (and
+#   what OpenSSL, PCRE and the MPM allocate once) until exit, and a child
+#   exits without freeing them; that is by design, not a leak, and a leak
+#   check would report httpd's and APR's allocations, not ours. The pure
+#   units are leak-checked by the C unit tests (make asan-unit) instead.
+# - halt_on_error=1: the first error is the one to read; after a memory
+#   error a child's state is corrupt and what it reports next is a
+#   consequence. The child exits, the parent starts another one and the
+#   test fails on the report. (UBSan checks are built with
+#   -fno-sanitize-recover, so they halt at the first report too.)
+# - abort_on_error=0: exit with exitcode 1 rather than SIGABRT, so no core
+#   dumps are written and the report file is the one signal.
+# - handle_abort=1: an abort() (a failed assert, APR out of memory) is
+#   reported with its stack like a SEGV is by default.
+ASAN_OPTIONS = ['detect_leaks=0', 'halt_on_error=1', 'abort_on_error=0',
+                'print_stacktrace=1', 'handle_abort=1',
+                'suppressions=%s' % (SUPPRESSIONS / 'asan.supp')]
+UBSAN_OPTIONS = ['halt_on_error=1', 'abort_on_error=0', 'print_stacktrace=1',
+                 'suppressions=%s' % (SUPPRESSIONS / 'ubsan.supp')]
+
+_san_preload = None
+
+
+def sanitizer_preload():
+    """LD_PRELOAD value: the sanitizer runtimes of the compiler apxs builds
+    the module with (asan first)."""
+    global _san_preload
+    if _san_preload is None:
+        cc = subprocess.run([APXS, '-q', 'CC'], capture_output=True, text=True).stdout.strip()
+        libs = []
+        for lib in ('libasan.so', 'libubsan.so'):
+            r = subprocess.run([cc or 'gcc', '-print-file-name=%s' % lib],
+                               capture_output=True, text=True)
+            path = os.path.realpath(r.stdout.strip())
+            if r.returncode != 0 or not os.path.isfile(path):
+                raise RuntimeError('SSE_SANITIZE: %s not found by %s (%r)' % (lib, cc, r.stdout))
+            libs.append(path)
+        _san_preload = ':'.join(libs)
+    return _san_preload
+
+
+def sanitizer_env(log_dir):
+    """Environment for an apache2 process whose reports go to log_dir."""
+    env = dict(os.environ)
+    env['LD_PRELOAD'] = sanitizer_preload()
+    env['ASAN_OPTIONS'] = ':'.join(ASAN_OPTIONS + ['log_path=%s/asan' % log_dir])
+    env['UBSAN_OPTIONS'] = ':'.join(UBSAN_OPTIONS + ['log_path=%s/ubsan' % log_dir])
+    return env
+
+
+# the first line of a report printed on stderr: UBSan's
+# "file:line:col: runtime error: ...", any "==pid==ERROR: AddressSanitizer"
+# or "... Sanitizer: CHECK failed", and ASan's own "ERROR: Can't open file"
+# for its log_path
+SAN_STDERR = re.compile(r': runtime error: |Sanitizer|==\d+==ERROR: ')
+
+SERVERS = []      # every HttpdServer created under SSE_SANITIZE
+
+
+def new_sanitizer_reports():
+    """Report files no check has shown yet, of every server so far, as
+    text: the file name and its first lines."""
+    out = []
+    for srv in SERVERS:
+        out += srv.sanitizer_reports()
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -762,8 +877,16 @@ class HttpdServer:
         self.proc = None
         self.log_ignore = []      # regexes of error_log lines a test expects
         self._local = threading.local()
+        self._san_seen = set()    # report files already shown
+        self._san_log_pos = {}    # how far each stderr log was searched
+        self._san_stderr = []     # reports found in apache2 commands' output
         for d in ('conf', 'logs', 'run', 'htdocs'):
             (self.dir / d).mkdir(parents=True, exist_ok=True)
+        if SANITIZE:
+            # children (nobody when run as root) write their reports here
+            self.san_dir.mkdir()
+            os.chmod(self.san_dir, 0o1777)
+            SERVERS.append(self)
         (self.dir / 'htdocs' / 'index.html').write_text('<html>mod_sse tests</html>\n')
         self.write_config()
         if IS_ROOT:
@@ -773,6 +896,15 @@ class HttpdServer:
     @property
     def conf_path(self):
         return self.dir / 'conf' / 'httpd.conf'
+
+    @property
+    def san_dir(self):
+        return self.dir / 'logs' / 'sanitizer'
+
+    def env(self):
+        """Environment of the apache2 processes we run: ours, plus the
+        sanitizer runtime and options under SSE_SANITIZE."""
+        return sanitizer_env(self.san_dir) if SANITIZE else None
 
     @property
     def error_log(self):
@@ -812,6 +944,12 @@ class HttpdServer:
             'GracefulShutdownTimeout %d' % self.graceful_shutdown_timeout,
         ]
         lines += self.mpm_conf
+        if SANITIZE:
+            # makes the children dumpable again after they switch to nobody
+            # (httpd calls prctl(PR_SET_DUMPABLE) when this is set): else the
+            # sanitizers cannot read /proc/self/maps there and UBSan prints
+            # no stack. ASan's disable_coredump keeps cores from being written.
+            lines += ['CoreDumpDirectory "%s"' % self.san_dir]
         lines += self.global_extra
         text = '\n'.join(lines) + '\n' + self.locations
         self.conf_path.write_text(text)
@@ -823,6 +961,7 @@ class HttpdServer:
         self.proc = subprocess.Popen([APACHE2, '-f', str(self.conf_path), '-DFOREGROUND'],
                                      stdout=out, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, cwd=str(self.dir),
+                                     env=self.env(),
                                      # prefork signals its whole process group at shutdown
                                      start_new_session=True)
         out.close()
@@ -944,14 +1083,20 @@ class HttpdServer:
     def apachectl(self, action, timeout=30):
         """Runs `apache2 -f conf -k action` (as the user running the tests)."""
         r = subprocess.run([APACHE2, '-f', str(self.conf_path), '-k', action],
-                           capture_output=True, text=True, timeout=timeout, cwd=str(self.dir))
+                           capture_output=True, text=True, timeout=timeout, cwd=str(self.dir),
+                           env=self.env())
+        if SANITIZE:
+            self._note_sanitizer_output('apache2 -k %s' % action, r.stderr + r.stdout)
         return r
 
     def configtest(self):
         """`apache2 -t -f conf`: returns the CompletedProcess."""
         ensure_built()
-        return subprocess.run([APACHE2, '-t', '-f', str(self.conf_path)], capture_output=True,
-                              text=True, timeout=30, cwd=str(self.dir))
+        r = subprocess.run([APACHE2, '-t', '-f', str(self.conf_path)], capture_output=True,
+                           text=True, timeout=30, cwd=str(self.dir), env=self.env())
+        if SANITIZE:
+            self._note_sanitizer_output('apache2 -t', r.stderr + r.stdout)
+        return r
 
     def wait_exit(self, timeout):
         try:
@@ -987,6 +1132,65 @@ class HttpdServer:
         return [line for line in self.read_log(since).splitlines()
                 if any(p in line for p in CRASH_PATTERNS)
                 and not any(re.search(rx, line) for rx in self.log_ignore)]
+
+    def sanitizer_reports(self, lines=30):
+        """Sanitizer reports of this server not shown before, each as where
+        it was found and its first lines: report files, and reports on
+        stderr (see _stderr_reports). Each is returned once. None unless
+        SSE_SANITIZE."""
+        out = []
+        if not SANITIZE:
+            return out
+        try:
+            names = sorted(os.listdir(self.san_dir))
+        except OSError:
+            names = []
+        for n in names:
+            if n in self._san_seen:
+                continue
+            self._san_seen.add(n)
+            head = '\n'.join(self.read_file('logs/sanitizer/' + n).splitlines()[:lines])
+            out.append('%s (%s) sanitizer report %s:\n%s'
+                       % (self.name, self.dir, n, head))
+        for rel in ('logs/error_log', 'logs/stdout.log'):
+            out += self._stderr_reports(rel, lines)
+        out += self._san_stderr
+        self._san_stderr = []
+        return out
+
+    def _stderr_reports(self, rel, lines):
+        """Reports in a log that gets httpd's stderr, after the offset read
+        last time: gcc's UBSan prints there even with log_path when it runs
+        beside ASan, and a sanitizer that cannot open its log file says so
+        there. A report is its first line and the stack lines after it."""
+        pos = self._san_log_pos.get(rel, 0)
+        try:
+            with open(self.dir / rel, 'rb') as f:
+                f.seek(pos)
+                data = f.read()
+        except OSError:
+            return []
+        end = data.rfind(b'\n') + 1          # whole lines only
+        self._san_log_pos[rel] = pos + end
+        out, cur = [], None
+        for line in data[:end].decode('utf-8', 'replace').splitlines():
+            if SAN_STDERR.search(line):
+                cur = [line]
+                out.append(cur)
+            elif cur is not None and re.match(r'\s+#\d+ ', line) and len(cur) < lines:
+                cur.append(line)
+            else:
+                cur = None
+        return ['%s (%s) sanitizer report in %s:\n%s' % (self.name, self.dir, rel, '\n'.join(r))
+                for r in out]
+
+    def _note_sanitizer_output(self, what, text):
+        """Keeps sanitizer reports from the output of an apache2 command
+        (apachectl, configtest) for the next sanitizer_reports()."""
+        found = [line for line in (text or '').splitlines() if SAN_STDERR.search(line)]
+        if found:
+            self._san_stderr.append('%s (%s) sanitizer report in the output of %s:\n%s'
+                                    % (self.name, self.dir, what, text[-4000:]))
 
     def count_log(self, pattern, since=0):
         return len(re.findall(pattern, self.read_log(since)))
@@ -1132,5 +1336,6 @@ class ServerFactory:
             crashes = srv.crash_lines()
             if crashes:
                 problems.append('%s error_log:\n%s' % (srv.name, '\n'.join(crashes[:20])))
+            problems += srv.sanitizer_reports()
         self.servers = []
         return problems
