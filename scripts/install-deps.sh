@@ -2,7 +2,10 @@
 # install-deps.sh - installs from Debian what building, testing and the demo
 # need, when missing, plus any packages named as arguments (bench/setup.sh
 # passes the ones it found missing). Needs root (or sudo) only then.
+# The browser tests (tests/browser/README.md) also need Debian's chromium,
+# node and npm, and tests/browser/node_modules from its package-lock.json.
 set -e
+root=$(cd "$(dirname "$0")/.." && pwd)
 need=""
 command -v apxs >/dev/null 2>&1 || need="$need apache2-dev"
 [ -x /usr/sbin/apache2 ] || need="$need apache2"
@@ -12,12 +15,26 @@ command -v cc >/dev/null 2>&1 || need="$need gcc"
 [ -f /usr/include/openssl/evp.h ] || need="$need libssl-dev"
 /usr/bin/python3 -c 'import pytest' 2>/dev/null || need="$need python3-pytest"
 /usr/bin/python3 -c 'import requests' 2>/dev/null || need="$need python3-requests"
+[ -x /usr/bin/chromium ] || need="$need chromium"
+command -v node >/dev/null 2>&1 || need="$need nodejs"
+command -v npm >/dev/null 2>&1 || need="$need npm"
 for extra in "$@"; do need="$need $extra"; done
-[ -z "$need" ] && exit 0
-echo "installing:$need"
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-# shellcheck disable=SC2086
-$SUDO apt-get install -y -qq $need >/dev/null
+if [ -n "$need" ]; then
+    echo "installing:$need"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086
+    $SUDO apt-get install -y -qq $need >/dev/null
+fi
+# playwright-core, as pinned by the lock file; npm writes
+# node_modules/.package-lock.json last, so its absence means no complete
+# install. playwright-core never downloads a browser (the tests use
+# /usr/bin/chromium); the variable makes sure of it.
+b="$root/tests/browser"
+if [ ! -f "$b/node_modules/.package-lock.json" ] \
+   || [ "$b/package-lock.json" -nt "$b/node_modules/.package-lock.json" ]; then
+    echo "tests/browser: npm ci"
+    (cd "$b" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import sse_browser
 import sse_env
 
 _state = {'base': None}
@@ -75,6 +76,16 @@ def httpd_factory(built, base_dir):
 def module_factory(built, base_dir):
     """Starts extra servers shared by the tests of one module."""
     yield from _factory(base_dir)
+
+
+@pytest.fixture(scope='module')
+def browser():
+    """Headless Chromium for the tests of one module (tests/sse_browser.py)."""
+    b = sse_browser.Browser()
+    yield b
+    problems = b.close()
+    if problems:
+        pytest.fail('\n'.join(problems))
 
 
 @pytest.fixture(autouse=True)
