@@ -874,6 +874,7 @@ class HttpdServer:
         self.locations = locations
         self.graceful_shutdown_timeout = graceful_shutdown_timeout
         self.module_so = MOD_SSE
+        self.preexec = None         # run in the parent before exec (limits)
         self.proc = None
         self.log_ignore = []      # regexes of error_log lines a test expects
         self._local = threading.local()
@@ -963,7 +964,7 @@ class HttpdServer:
                                      stdin=subprocess.DEVNULL, cwd=str(self.dir),
                                      env=self.env(),
                                      # prefork signals its whole process group at shutdown
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=self.preexec)
         out.close()
         deadline = time.monotonic() + timeout
         last = None

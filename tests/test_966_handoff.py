@@ -1,0 +1,160 @@
+"""Thread-free streams: what a handed-off stream looks like from outside.
+Its request is logged when it is handed to the writer; restarts and stops
+end it cleanly (last chunk) so clients reconnect and resume; a child takes
+no more streams than its open files allow; SSEHandOff Off keeps the thread;
+TLS streams keep theirs and stay correct."""
+import re
+import resource
+import ssl
+import socket
+import subprocess
+import time
+
+import pytest
+import requests
+
+from sse_env import MODULES, OPENING, SseStream, uniq, wait_until
+
+ACCESS = 'LogFormat "%h \\"%r\\" %>s %b %D %X pid=%P" handoff'
+
+
+def set_files_limit(n):
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+
+
+# a handed-off stream's request is in the access log while the stream is still
+# open: status 200, the bytes sent so far, and %X = X (httpd's connection was
+# given up, not closed by the client)
+def test_access_log_written_at_hand_off(httpd_factory):
+    srv = httpd_factory.create('handlog', global_extra=[
+        ACCESS, 'CustomLog logs/handoff_log handoff'])
+    srv.start()
+    ch = uniq('logged')
+    s = srv.sub('/events/%s?tag=open' % ch)
+    line = wait_until(lambda: [l for l in srv.read_file('logs/handoff_log').splitlines()
+                               if '/events/%s?tag=open' % ch in l], 10)
+    assert line, srv.read_file('logs/handoff_log')
+    m = re.search(r'" 200 (\d+) \d+ (\S) pid=', line[0])
+    assert m and int(m.group(1)) > 0 and m.group(2) == 'X', line
+    assert not s.ended
+    srv.pub(ch, 'after the log line')
+    assert [e.data for e in s.wait_for(1)] == ['after the log line']
+    s.close()
+
+
+# graceful restart, graceful-stop and stop end handed-off streams with the last
+# chunk after ': server restarting'; the old children exit without being killed
+@pytest.mark.parametrize('how', ['graceful', 'graceful-stop', 'stop'])
+def test_restart_and_stop_end_handed_off_streams_cleanly(httpd_factory, how):
+    srv = httpd_factory.start('handstop-%s' % how, expect_children=2,
+                              global_extra=['SSEMaxStreamsPerClient 1000'])
+    ch = uniq('stop')
+    streams = [srv.sub('/events/%s' % ch) for _ in range(40)]
+    assert wait_until(lambda: srv.status()['writer_streams'] == 40, 10), srv.status()
+    r = srv.pub(ch, 'before')
+    for s in streams:
+        assert [e.data for e in s.wait_for(1)] == ['before']
+    pos = srv.log_size()
+    assert srv.apachectl(how).returncode == 0
+    for s in streams:
+        assert s.wait_ended(10), s
+        assert s.clean_end, 'no last chunk: %r' % s.body[-60:]
+        assert s.comments[-1] == 'server restarting', s.comments
+    log = srv.read_log(pos)
+    assert 'AH00045' not in log and 'AH00046' not in log
+    assert len(re.findall(r'SSE00401: stream of .* ends \(child stopping\)', log)) == 40
+    if how == 'graceful':
+        again = srv.sub('/events/%s' % ch, last_event_id=r['id'])
+        assert again.headers['SSE-Resume'] == 'exact'
+        again.close()
+    else:
+        assert srv.wait_exit(15)
+
+
+# a child takes no more handed-off streams than its open files allow (ulimit -n
+# less a tenth, at least 64): the next subscriber is told to come back later
+def test_open_files_bound_streams_per_child(httpd_factory):
+    srv = httpd_factory.create('files', mpm_conf=['StartServers 1', 'ServerLimit 1',
+                               'ThreadsPerChild 20', 'MaxRequestWorkers 20',
+                               'MinSpareThreads 1', 'MaxSpareThreads 20'],
+                               global_extra=['SSEMaxStreamsPerClient 1000'])
+    srv.preexec = set_files_limit(320)
+    srv.start(expect_children=1)
+    room = 320 - 64
+    assert srv.status()['max_subscribers'] == room
+    ch = uniq('files')
+    streams = [srv.sub('/events/%s' % ch) for _ in range(room)]
+    assert wait_until(lambda: srv.status()['writer_streams'] == room, 15), srv.status()
+    extra = SseStream(srv.port, '/events/%s' % ch)
+    assert extra.status == 200 and extra.wait_comment('busy, retry later', 5)
+    extra.close()
+    assert requests.get(srv.url('/index.html'), timeout=10).status_code == 200
+    streams.pop().close()
+    assert wait_until(lambda: srv.status()['writer_streams'] == room - 1, 10)
+    streams.append(srv.sub('/events/%s' % ch))
+    r = srv.pub(ch, 'all of them')
+    assert r['subscribers'] == room
+    for s in streams:
+        assert [e.data for e in s.wait_for(1)] == ['all of them']
+        s.close()
+
+
+# SSEHandOff Off keeps a stream on its thread; it is served all the same
+def test_hand_off_off_keeps_the_thread(sse):
+    ch = uniq('keep')
+    s = sse.sub('/threaded/%s' % ch)
+    assert wait_until(lambda: sum(c['thread_streams'] for c in sse.status()['children']) >= 1, 5)
+    r = sse.pub(ch, 'on a thread')
+    assert [(e.id, e.data) for e in s.wait_for(1)] == [(r['id'], 'on a thread')]
+    s.close()
+
+
+TLS_LOCATIONS = """
+<VirtualHost 127.0.0.1:{tls_port}>
+    SSLEngine on
+    SSLCertificateFile "{dir}/conf/cert.pem"
+    SSLCertificateKeyFile "{dir}/conf/key.pem"
+    <Location /events>
+        SetHandler sse-stream
+        SSEKeepAlive 1
+    </Location>
+</VirtualHost>
+"""
+
+
+# over TLS a stream keeps its thread (mod_ssl must see every byte) and gets
+# every event once, in order; a client that goes away is noticed
+def test_tls_stream_stays_on_its_thread(httpd_factory):
+    srv = httpd_factory.create('tls')
+    tls_port = srv.port + 1 if srv.port < 65000 else srv.port - 1
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
+                    '-subj', '/CN=127.0.0.1', '-keyout', str(srv.dir / 'conf' / 'key.pem'),
+                    '-out', str(srv.dir / 'conf' / 'cert.pem')], check=True, capture_output=True)
+    srv.global_extra = ['LoadModule ssl_module %s/mod_ssl.so' % MODULES,
+                        'LoadModule socache_shmcb_module %s/mod_socache_shmcb.so' % MODULES,
+                        'Listen 127.0.0.1:%d' % tls_port]
+    srv.locations += TLS_LOCATIONS.format(tls_port=tls_port, dir=srv.dir)
+    srv.write_config()
+    srv.start()
+    ch = uniq('tls')
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    raw = socket.create_connection(('127.0.0.1', tls_port), timeout=10)
+    tls = ctx.wrap_socket(raw)
+    tls.sendall(('GET /events/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n'
+                 % ch).encode())
+    buf = b''
+    while not OPENING.search(buf):
+        buf += tls.recv(65536)
+    assert buf.startswith(b'HTTP/1.1 200'), buf[:100]
+    kid = wait_until(lambda: [c for c in srv.status()['children'] if c['subscribers']], 5)
+    assert kid[0]['thread_streams'] == 1 and kid[0]['writer_streams'] == 0
+    ids = [srv.pub(ch, 'secret %d' % i)['id'] for i in range(5)]
+    deadline = time.monotonic() + 10
+    while buf.count(b'data: secret') < 5 and time.monotonic() < deadline:
+        buf += tls.recv(65536)
+    body = buf.split(b'\r\n\r\n', 1)[1]
+    assert re.findall(rb'id: (\d+)\ndata: secret', body) == [i.encode() for i in ids]
+    tls.close()
+    assert srv.wait_total_subscribers(0, 10)
