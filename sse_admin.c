@@ -1,6 +1,7 @@
 /* sse_admin.c - the "sse-admin" handler: a small JSON REST API.
  *
- *   POST   channels/{channel}   publish (text body, or JSON envelope(s))
+ *   POST   channels/{channel}   publish (text body, JSON envelope(s), or
+ *                                a stream of them: application/x-ndjson)
  *   GET    channels/{channel}   channel statistics
  *   DELETE channels/{channel}   drop history, end subscribers' streams
  *   GET    channels             all channels
@@ -27,6 +28,7 @@
 #include "sse_store.h"
 #include "sse_notify.h"
 #include "sse_publish.h"
+#include "sse_publish_stream.h"
 #include "sse_admin.h"
 #include "sse_location.h"
 #include "sse_jwt.h"
@@ -212,6 +214,14 @@ static int is_array(const char *body, apr_size_t len)
     return i < len && body[i] == '[';
 }
 
+/* application/x-ndjson: a stream of envelopes, one per line */
+static int is_ndjson(request_rec *r)
+{
+    const char *ct = apr_table_get(r->headers_in, "Content-Type");
+    return ct && !strncasecmp(ct, "application/x-ndjson", 20)
+           && (ct[20] == '\0' || ct[20] == ';' || ct[20] == ' ');
+}
+
 static int publish(request_rec *r, const char *channel)
 {
     const sse_server_conf *conf = sse_config_server(ap_server_conf);
@@ -222,6 +232,11 @@ static int publish(request_rec *r, const char *channel)
     apr_size_t len;
     int json = is_json(r), status, i;
 
+    if (is_ndjson(r)) {
+        const char *summary;
+        sse_publish_stream(r, channel, &summary, &status);
+        return reply(r, status, summary);
+    }
     if (json) {
         if ((status = read_body(r, conf->max_message_size * JSON_BODY_FACTOR,
                                 &body, &len, &why)) != OK) {

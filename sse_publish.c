@@ -20,9 +20,10 @@ static int refuse(sse_publish_result *result, int status, const char *error)
     return status;
 }
 
-static const char *event_problem(apr_pool_t *p, const sse_event *ev,
-                                 apr_size_t max_size, int *status)
+const char *sse_publish_event_problem(apr_pool_t *p, const sse_event *ev,
+                                      int *status)
 {
+    apr_size_t max_size = sse_config_server(ap_server_conf)->max_message_size;
     const char *why;
     *status = HTTP_BAD_REQUEST;
     if (ev->event && (why = sse_event_type_problem(ev->event, ev->event_len))) {
@@ -67,7 +68,7 @@ void sse_publish_events(apr_pool_t *p, const char *channel,
     lens = apr_palloc(p, sizeof(*lens) * (apr_size_t)events->nelts);
     for (i = 0; i < events->nelts; i++) {
         const sse_event *ev = &APR_ARRAY_IDX(events, i, sse_event);
-        if ((why = event_problem(p, ev, conf->max_message_size, &status))) {
+        if ((why = sse_publish_event_problem(p, ev, &status))) {
             refuse(result, status, events->nelts > 1
                    ? apr_psprintf(p, "envelope %d: %s", i, why) : why);
             return;

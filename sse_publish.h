@@ -21,6 +21,11 @@ void sse_publish_events(apr_pool_t *p, const char *channel,
                         const apr_array_header_t *events,
                         sse_publish_result *result);
 
+/* NULL when ev may be published (event type, size, UTF-8), else why not
+ * and *status (400 or 413). */
+const char *sse_publish_event_problem(apr_pool_t *p, const sse_event *ev,
+                                      int *status);
+
 /* Registers the optional function declared in mod_sse.h. */
 void sse_publish_register(void);
 
