@@ -305,6 +305,12 @@ static apr_status_t detach_child(void *unused)
     return APR_SUCCESS;
 }
 
+/* For the dispatcher: whether a waiting stream thread has news. */
+static int stream_has_news(const void *sub)
+{
+    return current_store && sse_store_has_news(current_store, sub);
+}
+
 static void sse_child_init(apr_pool_t *pchild, server_rec *s)
 {
     apr_global_mutex_t **mutex;
@@ -346,7 +352,7 @@ static void sse_child_init(apr_pool_t *pchild, server_rec *s)
     }
     rv = sse_notify_child_init(pchild, sse_store_wake_word(current_store),
                                child_row, threaded, sse_writer_round,
-                               sse_writer_next_wait);
+                               sse_writer_next_wait, stream_has_news);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, SSE_LOGNO(00007)
                      "cannot start the dispatcher thread");

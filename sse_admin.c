@@ -361,8 +361,9 @@ static int server_status(request_rec *r, sse_store *st)
                                                   sse_child_info);
         APR_ARRAY_PUSH(kids, const char *) = apr_psprintf(r->pool,
                 "{\"pid\":%d,\"subscribers\":%u,\"writer_streams\":%u,"
-                "\"thread_streams\":%u}",
-                (int)ci->pid, ci->subscribers, ci->parked, ci->on_threads);
+                "\"thread_streams\":%u,\"thread_wakeups\":%u}",
+                (int)ci->pid, ci->subscribers, ci->parked, ci->on_threads,
+                ci->wakeups);
     }
     return reply(r, HTTP_OK, apr_psprintf(r->pool,
         "{\"version\":\"%s\",\"channels\":%u,\"max_channels\":%u,"

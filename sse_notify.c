@@ -3,9 +3,9 @@
  * A publish bumps a 32-bit word in shared memory and calls FUTEX_WAKE on it
  * (a shared futex: no FUTEX_PRIVATE_FLAG, so waiters in other processes
  * wake). Each child runs one dispatcher thread in FUTEX_WAIT on that word;
- * it turns a change into a local generation bump plus a condition-variable
- * broadcast, so thousands of stream threads wait on process-local state and
- * only one thread per child talks to the kernel about the shared word.
+ * it turns a change into a local generation bump and wakes only the stream
+ * threads whose channels have news (each waits on a private futex word of
+ * its own), so a publish does not wake every thread of every stream.
  *
  * Under prefork a child has one thread and is stopped from a signal
  * handler that may interrupt its wait, so there is no dispatcher, mutex or
@@ -22,7 +22,7 @@
  */
 #include "apr_thread_proc.h"
 #include "apr_thread_mutex.h"
-#include "apr_thread_cond.h"
+#include "apr_strings.h"
 
 #if defined(__linux__)
 #include <linux/futex.h>
@@ -38,9 +38,18 @@
 #include "sse_private.h"
 #include "sse_notify.h"
 
-static apr_thread_mutex_t *local_mutex;
-static apr_thread_cond_t *local_cond;
+/* A stream thread waiting for news of its own channels. */
+typedef struct waiter waiter;
+struct waiter {
+    apr_uint32_t woken;          /* futex word: 0 while waiting */
+    const void *interest;        /* for news_of(); NULL: any change */
+    waiter *prev, *next;
+};
+
+static apr_thread_mutex_t *local_mutex;  /* guards the two below */
 static apr_uint32_t local_generation;
+static waiter *waiters;
+static sse_notify_news_fn *news_of;
 static volatile apr_uint32_t stopping;
 static apr_thread_t *dispatcher;
 static sse_notify_round_fn *dispatch_round;
@@ -89,11 +98,27 @@ static void word_wake(apr_uint32_t *word, apr_uint32_t bits)
 #endif
 }
 
-static void wake_local(void)
+static void wake_one(waiter *w)
 {
+    __atomic_store_n(&w->woken, 1, __ATOMIC_RELEASE);
+#if SSE_HAVE_FUTEX
+    syscall(SYS_futex, &w->woken, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+#endif
+}
+
+/* Wakes the stream threads whose channels have news (all of them when
+ * everybody must look: a stop). Waiting threads enqueue under the same
+ * mutex after checking the generation, so none misses a change. */
+static void wake_local(int everybody)
+{
+    waiter *w;
     apr_thread_mutex_lock(local_mutex);
     local_generation++;
-    apr_thread_cond_broadcast(local_cond);
+    for (w = waiters; w; w = w->next) {
+        if (everybody || !w->interest || !news_of || news_of(w->interest)) {
+            wake_one(w);
+        }
+    }
     apr_thread_mutex_unlock(local_mutex);
 }
 
@@ -125,7 +150,7 @@ static void *APR_THREAD_FUNC dispatch(apr_thread_t *thread, void *arg)
              * closing busy sockets now, and no stream may end meanwhile */
             continue;
         }
-        if (changed) wake_local();
+        if (changed) wake_local(0);
         if (dispatch_round) dispatch_round(changed, 0);
     }
     if (dispatch_round) dispatch_round(0, 1);
@@ -153,7 +178,8 @@ static apr_status_t join_dispatcher(void *unused)
 apr_status_t sse_notify_child_init(apr_pool_t *pchild, apr_uint32_t *word,
                                    int row, int threaded_mpm,
                                    sse_notify_round_fn *round,
-                                   sse_notify_wait_fn *next_wait)
+                                   sse_notify_wait_fn *next_wait,
+                                   sse_notify_news_fn *news)
 {
     apr_pool_t *forever;
     apr_status_t rv;
@@ -164,6 +190,7 @@ apr_status_t sse_notify_child_init(apr_pool_t *pchild, apr_uint32_t *word,
     single_threaded = !threaded_mpm;
     dispatch_round = single_threaded ? NULL : round;
     dispatch_wait = single_threaded ? NULL : next_wait;
+    news_of = news;
     if (single_threaded) {
         return APR_SUCCESS;
     }
@@ -172,7 +199,6 @@ apr_status_t sse_notify_child_init(apr_pool_t *pchild, apr_uint32_t *word,
     if ((rv = apr_pool_create_unmanaged_ex(&forever, NULL, NULL))
         || (rv = apr_thread_mutex_create(&local_mutex,
                                          APR_THREAD_MUTEX_DEFAULT, forever))
-        || (rv = apr_thread_cond_create(&local_cond, forever))
         || (rv = ap_thread_create(&dispatcher, NULL, dispatch, NULL,
                                   pchild))) {
         return rv;
@@ -186,7 +212,7 @@ void sse_notify_stop(void)
 {
     stopping = 1;
     if (local_mutex && !single_threaded) {
-        wake_local();
+        wake_local(1);
     }
     if (shared_word) {
         /* gets our own waiter out of FUTEX_WAIT, no other child's */
@@ -207,23 +233,46 @@ apr_uint32_t sse_notify_generation(void)
     return __atomic_load_n(&local_generation, __ATOMIC_ACQUIRE);
 }
 
-void sse_notify_wait(apr_uint32_t *seen, apr_interval_time_t timeout)
+int sse_notify_wait(apr_uint32_t *seen, const void *interest,
+                    apr_interval_time_t timeout)
 {
-    apr_time_t deadline;
+    waiter w;
     if (single_threaded) {
         if (!stopping) word_wait(shared_word, *seen, timeout);
         *seen = __atomic_load_n(shared_word, __ATOMIC_ACQUIRE);
-        return;
+        return 0;
     }
-    deadline = apr_time_now() + timeout;
+    memset(&w, 0, sizeof(w));
+    w.interest = interest;
     apr_thread_mutex_lock(local_mutex);
-    while (local_generation == *seen && !stopping) {
-        apr_interval_time_t left = deadline - apr_time_now();
-        if (left <= 0) break;
-        apr_thread_cond_timedwait(local_cond, local_mutex, left);
+    if (local_generation != *seen || stopping) {
+        *seen = local_generation;
+        apr_thread_mutex_unlock(local_mutex);
+        return 0;
     }
+    w.next = waiters;
+    if (waiters) waiters->prev = &w;
+    waiters = &w;
+    apr_thread_mutex_unlock(local_mutex);
+#if SSE_HAVE_FUTEX
+    {
+        struct timespec ts;
+        ts.tv_sec = (time_t)apr_time_sec(timeout);
+        ts.tv_nsec = (long)apr_time_usec(timeout) * 1000L;
+        /* EAGAIN (woken already), EINTR, ETIMEDOUT: look again */
+        syscall(SYS_futex, &w.woken, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
+    }
+#else
+    apr_sleep(timeout < apr_time_from_msec(20) ? timeout
+                                               : apr_time_from_msec(20));
+#endif
+    apr_thread_mutex_lock(local_mutex);
+    if (w.prev) w.prev->next = w.next;
+    else waiters = w.next;
+    if (w.next) w.next->prev = w.prev;
     *seen = local_generation;
     apr_thread_mutex_unlock(local_mutex);
+    return __atomic_load_n(&w.woken, __ATOMIC_ACQUIRE) != 0;
 }
 
 void sse_notify_poke(void)

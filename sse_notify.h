@@ -11,6 +11,10 @@
  * stopping that this is the last call. */
 typedef void sse_notify_round_fn(int changed, int stopping);
 
+/* Non-zero when a waiter with this interest (a stream's subscription) has
+ * something to read. Called by the dispatcher, without the store lock. */
+typedef int sse_notify_news_fn(const void *interest);
+
 /* How long the dispatcher may wait for the next change, given its usual
  * interval (a round may need to come sooner). */
 typedef apr_interval_time_t sse_notify_wait_fn(apr_interval_time_t usual);
@@ -22,7 +26,8 @@ typedef apr_interval_time_t sse_notify_wait_fn(apr_interval_time_t usual);
 apr_status_t sse_notify_child_init(apr_pool_t *pchild, apr_uint32_t *word,
                                    int row, int threaded_mpm,
                                    sse_notify_round_fn *round,
-                                   sse_notify_wait_fn *next_wait);
+                                   sse_notify_wait_fn *next_wait,
+                                   sse_notify_news_fn *news);
 
 /* Makes this child's dispatcher run a round now, without a change. */
 void sse_notify_poke(void);
@@ -37,9 +42,12 @@ int sse_notify_stopping(void);
  * to sse_notify_wait so no change between the two is missed. */
 apr_uint32_t sse_notify_generation(void);
 
-/* Waits until the generation moves past *seen, the child stops, or timeout
- * passes; updates *seen. */
-void sse_notify_wait(apr_uint32_t *seen, apr_interval_time_t timeout);
+/* Waits until the generation moves past *seen and news(interest) says
+ * there is something for this waiter (interest NULL: any change), the
+ * child stops, or timeout passes; updates *seen. Returns non-zero when the
+ * dispatcher woke this waiter (news, or a stop). */
+int sse_notify_wait(apr_uint32_t *seen, const void *interest,
+                    apr_interval_time_t timeout);
 
 /* Publisher side: bumps the wake word and wakes every child's dispatcher. */
 void sse_notify_all(apr_uint32_t *word);

@@ -458,6 +458,7 @@ void store_clear_row(sse_store *st, int row)
     store_clients_drop_row(st, row);
     st->children[row].subscribers = 0;
     st->children[row].on_threads = 0;
+    st->children[row].wakeups = 0;
     st->children[row].parked = 0;
     st->children[row].pid = 0;
 }
@@ -972,6 +973,8 @@ void sse_store_status_get(sse_store *st, apr_pool_t *p,
             ci->parked = __atomic_load_n(&st->children[i].parked,
                                          __ATOMIC_RELAXED);
             ci->on_threads = st->children[i].on_threads;
+            ci->wakeups = __atomic_load_n(&st->children[i].wakeups,
+                                          __ATOMIC_RELAXED);
             status->subscribers += ci->subscribers;
             status->parked += ci->parked;
         }
@@ -994,6 +997,12 @@ void sse_store_status_get(sse_store *st, apr_pool_t *p,
 void sse_store_count_delivered(sse_store *st, apr_uint64_t n)
 {
     __atomic_add_fetch(&st->hdr->delivered, n, __ATOMIC_RELAXED);
+}
+
+void sse_store_count_wakeup(sse_store *st, int row)
+{
+    if (row < 0 || (apr_uint32_t)row >= st->hdr->max_children) return;
+    __atomic_add_fetch(&st->children[row].wakeups, 1, __ATOMIC_RELAXED);
 }
 
 void sse_store_count_parked(sse_store *st, int row, int delta)

@@ -118,6 +118,7 @@ typedef struct {
     apr_uint32_t subscribers;
     apr_uint32_t parked;             /* streams its writer owns */
     apr_uint32_t on_threads;         /* streams holding a worker thread */
+    apr_uint32_t wakeups;            /* their threads woken for news */
 } sse_child_info;
 
 typedef struct {
@@ -225,6 +226,8 @@ void sse_store_status_get(sse_store *st, apr_pool_t *p,
 
 void sse_store_count_delivered(sse_store *st, apr_uint64_t n);
 void sse_store_count_rejected(sse_store *st);
+/* A stream thread of a child's row was woken because it had news. */
+void sse_store_count_wakeup(sse_store *st, int row);
 /* Streams of a child's row that its writer serves (delta +1 or -1). */
 void sse_store_count_parked(sse_store *st, int row, int delta);
 

@@ -94,6 +94,8 @@ typedef struct {
     apr_uint32_t subscribers;    /* open streams in that process */
     apr_uint32_t parked;         /* of those, owned by its writer */
     apr_uint32_t on_threads;     /* of those, holding a worker thread */
+    apr_uint32_t wakeups;        /* stream threads woken for news */
+    apr_uint32_t unused;
 } store_child;
 
 typedef struct {

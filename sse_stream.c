@@ -377,7 +377,9 @@ static int run_stream(stream_ctx *sc, sse_resume resume, int retry_ms,
             rv = APR_ECONNABORTED;
             break;
         }
-        sse_notify_wait(&seen, wait_time(sc, keepalive_sec));
+        if (sse_notify_wait(&seen, &sc->sub, wait_time(sc, keepalive_sec))) {
+            sse_store_count_wakeup(sc->store, sc->sub.row);
+        }
     }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, sc->r, SSE_LOGNO(00104)
                   "stream ends (%s) after %" APR_UINT64_T_FMT " events",

@@ -95,7 +95,8 @@ def test_status_shape(sse):
     assert 0 < st['shm']['used'] and st['shm']['used'] + st['shm']['free'] <= st['shm']['size']
     assert isinstance(st['children'], list) and st['children']
     for c in st['children']:
-        assert set(c) == {'pid', 'subscribers', 'writer_streams', 'thread_streams'}, c
+        assert set(c) == {'pid', 'subscribers', 'writer_streams', 'thread_streams',
+                          'thread_wakeups'}, c
         assert 0 <= c['writer_streams'] <= c['subscribers'], c
     assert sum(c['subscribers'] for c in st['children']) == st['subscribers']
     assert {c['pid'] for c in st['children']} == set(sse.child_pids())

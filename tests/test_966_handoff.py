@@ -158,3 +158,27 @@ def test_tls_stream_stays_on_its_thread(httpd_factory):
     assert re.findall(rb'id: (\d+)\ndata: secret', body) == [i.encode() for i in ids]
     tls.close()
     assert srv.wait_total_subscribers(0, 10)
+
+
+# a publish wakes only the stream threads of its channels: 20 streams on their
+# threads wait on one channel, one on another; 10 publishes to the other wake
+# at most that one thread 10 times (it used to be every thread, every time)
+def test_publish_wakes_only_its_channels_threads(httpd_factory):
+    srv = httpd_factory.start('wakeups', global_extra=['SSEMaxStreamsPerClient 1000'],
+                              expect_children=2)
+    quiet, busy = uniq('quiet'), uniq('busy')
+    sleepers = [srv.sub('/threaded/%s' % quiet) for _ in range(20)]
+    worker = srv.sub('/threaded/%s' % busy)
+    assert wait_until(lambda: sum(c['thread_streams'] for c in srv.status()['children']) == 21, 10)
+    before = sum(c['thread_wakeups'] for c in srv.status()['children'])
+    for i in range(10):
+        srv.pub(busy, 'event %d' % i)
+    assert [e.data for e in worker.wait_for(10)] == ['event %d' % i for i in range(10)]
+    woken = sum(c['thread_wakeups'] for c in srv.status()['children']) - before
+    assert 1 <= woken <= 10, woken
+    srv.pub(quiet, 'for the sleepers')
+    for s in sleepers:
+        assert [e.data for e in s.wait_for(1)] == ['for the sleepers']
+    assert sum(c['thread_wakeups'] for c in srv.status()['children']) - before >= woken + 1
+    for s in sleepers + [worker]:
+        s.close()
