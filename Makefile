@@ -2,15 +2,15 @@
 APXS    ?= apxs
 PYTHON  ?= /usr/bin/python3
 SRCS     = mod_sse.c sse_config.c sse_event.c sse_json.c sse_query.c \
-           sse_store.c sse_store_clients.c sse_store_repair.c sse_notify.c \
-           sse_fanout.c sse_publish.c sse_location.c sse_access.c sse_jwt.c \
-           sse_stream.c sse_admin.c
+           sse_store.c sse_store_clients.c sse_store_repair.c \
+           sse_store_check.c sse_notify.c sse_fanout.c sse_publish.c \
+           sse_location.c sse_access.c sse_jwt.c sse_stream.c sse_admin.c
 HEADERS  = $(wildcard *.h)
 WARN     = -Wc,-Wall -Wc,-Wextra -Wc,-std=gnu99 \
            -Wc,-Werror=implicit-function-declaration
 # units without httpd headers, linked into the C unit tests
 PURE     = sse_event.c sse_json.c sse_query.c sse_store.c sse_store_clients.c \
-           sse_store_repair.c sse_jwt.c
+           sse_store_repair.c sse_store_check.c sse_jwt.c
 
 .PHONY: all deps install activate unit test demo clean bench
 
@@ -33,7 +33,8 @@ UNIT     = $(wildcard tests/unit/*.c)
 
 build/unit_tests: $(UNIT) $(wildcard tests/unit/*.h) $(PURE) $(HEADERS)
 	@mkdir -p build
-	cc -Wall -Wextra -Werror -g -O1 -I. $$(apr-1-config --includes --cppflags) \
+	cc -Wall -Wextra -Werror -g -O1 -DSSE_STORE_CHECK -I. \
+	   $$(apr-1-config --includes --cppflags) \
 	   -o $@ $(UNIT) $(PURE) $$(apr-1-config --link-ld --libs) -lcrypto
 
 unit: build/unit_tests

@@ -146,6 +146,9 @@ apr_status_t sse_store_create(sse_store **pst, apr_pool_t *p,
     h->free_blocks = h->nblocks - 1;
     h->layout = STORE_LAYOUT;
     h->magic = STORE_MAGIC;
+#define TAKE_SHAPE(f) st->shape.f = h->f;
+    STORE_SHAPE_FIELDS(TAKE_SHAPE)
+#undef TAKE_SHAPE
     st->mutex = mutex;
     st->limits.history_size = 100;
     *pst = st;

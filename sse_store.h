@@ -220,4 +220,12 @@ int sse_store_repair_nolock(sse_store *st);
 /* Marks the store as torn, as a holder dying mid-update would. Tests. */
 void sse_store_mark_dirty_nolock(sse_store *st);
 
+/* Verifies every invariant of the segment (header, free list, channel
+ * table and probe chains, message lists and framing, child rows, client
+ * table). Returns 0 when all hold; else -1, with the first violation
+ * described in why (at most whylen bytes, NUL-terminated). Caller holds
+ * the mutex. For tests and fuzzers; repair runs it on its own result when
+ * built with SSE_STORE_CHECK. */
+int sse_store_check_nolock(sse_store *st, char *why, apr_size_t whylen);
+
 #endif /* SSE_STORE_H */

@@ -25,7 +25,7 @@ apr_uint32_t store_clients_for_size(apr_uint32_t max_streams)
     return slots;
 }
 
-static apr_uint32_t home_of(const sse_store *st, const unsigned char *addr)
+apr_uint32_t store_client_home(const sse_store *st, const unsigned char *addr)
 {
     apr_uint64_t h = 14695981039346656037ULL;
     int i;
@@ -40,7 +40,7 @@ static apr_uint32_t home_of(const sse_store *st, const unsigned char *addr)
 
 apr_uint32_t store_client_streams(sse_store *st, const unsigned char *addr)
 {
-    apr_uint32_t i = home_of(st, addr), k, sum = 0;
+    apr_uint32_t i = store_client_home(st, addr), k, sum = 0;
     for (k = 0; k < st->hdr->client_slots && st->clients[i].streams;
          k++, i = NEXT(st, i)) {
         if (!memcmp(st->clients[i].addr, addr, 16)) {
@@ -53,7 +53,7 @@ apr_uint32_t store_client_streams(sse_store *st, const unsigned char *addr)
 static int insert(sse_store *st, const unsigned char *addr, int row,
                   apr_uint32_t streams)
 {
-    apr_uint32_t i = home_of(st, addr), k;
+    apr_uint32_t i = store_client_home(st, addr), k;
     for (k = 0; k < st->hdr->client_slots; k++, i = NEXT(st, i)) {
         store_client *c = &st->clients[i];
         if (!c->streams) {
@@ -88,7 +88,7 @@ static void delete_at(sse_store *st, apr_uint32_t i)
         apr_uint32_t home;
         j = (j + 1) & mask;
         if (!st->clients[j].streams) return;
-        home = home_of(st, st->clients[j].addr);
+        home = store_client_home(st, st->clients[j].addr);
         /* j may move to i when its home is not cyclically in (i, j] */
         if (((j - home) & mask) >= ((j - i) & mask)) {
             st->clients[i] = st->clients[j];
@@ -100,7 +100,7 @@ static void delete_at(sse_store *st, apr_uint32_t i)
 
 void store_client_remove(sse_store *st, const unsigned char *addr, int row)
 {
-    apr_uint32_t i = home_of(st, addr), k;
+    apr_uint32_t i = store_client_home(st, addr), k;
     for (k = 0; k < st->hdr->client_slots && st->clients[i].streams;
          k++, i = NEXT(st, i)) {
         store_client *c = &st->clients[i];

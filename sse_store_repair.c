@@ -9,9 +9,24 @@
  * is still reachable, drops rows of dead children and re-inserts the client
  * table.
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "sse_store_layout.h"
+
+#ifdef SSE_STORE_CHECK
+/* Test builds: a repair that leaves any invariant broken stops the test
+ * at once, at the repair, rather than wherever the damage shows later. */
+static void check_own_work(sse_store *st)
+{
+    char why[256];
+    if (sse_store_check_nolock(st, why, sizeof(why))) {
+        fprintf(stderr, "sse_store_repair_nolock left the store broken: "
+                "%s\n", why);
+        abort();
+    }
+}
+#endif
 
 /* Non-zero when the message at b is intact and its chain unclaimed. */
 static int message_ok(sse_store *st, apr_uint32_t b, apr_uint32_t slot,
@@ -113,6 +128,9 @@ int sse_store_repair_nolock(sse_store *st)
     free(seen);
     h->repairs++;
     h->dirty = 0;
+#ifdef SSE_STORE_CHECK
+    check_own_work(st);
+#endif
     return fixed;
 }
 
