@@ -263,10 +263,12 @@ static void evict_oldest(sse_store *st, store_channel *ch)
 {
     apr_uint32_t b = ch->head;
     msg_head *m = store_msg_at(st, b);
+    /* recorded first: a holder dying once the message is unlinked must
+     * leave a gap that repair can report */
+    if (m->id > ch->evicted_upto) ch->evicted_upto = m->id;
     ch->head = m->newer;
     if (ch->head) store_msg_at(st, ch->head)->older = 0;
     else ch->tail = 0;
-    if (m->id > ch->evicted_upto) ch->evicted_upto = m->id;
     ch->messages--;
     ch->blocks -= m->nblocks;
     m->magic = 0;

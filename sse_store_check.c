@@ -222,9 +222,9 @@ static int check_list(checker *c, apr_uint32_t slot)
                        APR_UINT64_T_FMT, slot, m->id,
                        count ? last : ch->evicted_upto);
         }
-        if (m->id > last_id) {
-            return bad(c, "slot %u: id %" APR_UINT64_T_FMT " is above last_id",
-                       slot, m->id);
+        if (m->id > last_id || m->id < st->shape.first_id) {
+            return bad(c, "slot %u: id %" APR_UINT64_T_FMT " is outside "
+                       "first_id..last_id", slot, m->id);
         }
         claim(c, b, m->nblocks);
         count++;

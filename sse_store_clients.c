@@ -125,26 +125,50 @@ void store_clients_drop_row(sse_store *st, int row)
     }
 }
 
+/* Non-zero when a lookup from its home reaches entry i of t. */
+static int reachable(const sse_store *st, const store_client *t,
+                     apr_uint32_t i)
+{
+    apr_uint32_t j;
+    for (j = store_client_home(st, t[i].addr); j != i; j = NEXT(st, j)) {
+        if (!t[j].streams) return 0;
+    }
+    return 1;
+}
+
 int store_clients_rebuild(sse_store *st)
 {
-    apr_uint32_t n = st->hdr->client_slots, i;
+    apr_uint32_t n = st->hdr->client_slots, i, used = 0;
     int fixed = 0;
     store_client *old = malloc(sizeof(store_client) * n);
-    if (!old) return 0;
+    apr_uint64_t *held = calloc(st->hdr->max_children, sizeof(*held));
+    if (!old || !held) {
+        free(old);
+        free(held);
+        return 0;
+    }
     memcpy(old, st->clients, sizeof(store_client) * n);
     memset(st->clients, 0, sizeof(store_client) * n);
+    for (i = 0; i < n; i++) {
+        used += old[i].streams != 0;
+    }
+    fixed += used != st->hdr->clients_used;
     st->hdr->clients_used = 0;
     for (i = 0; i < n; i++) {
         store_client *c = &old[i];
         if (!c->streams) continue;
+        /* a row's entries hold no more streams than the row has */
         if (c->row < 0 || (apr_uint32_t)c->row >= st->hdr->max_children
             || !st->children[c->row].pid
-            || c->streams > st->children[c->row].subscribers) {
+            || held[c->row] + c->streams > st->children[c->row].subscribers) {
             fixed++;
             continue;
         }
+        held[c->row] += c->streams;
+        fixed += !reachable(st, old, i);
         if (insert(st, c->addr, c->row, c->streams)) fixed++;
     }
     free(old);
+    free(held);
     return fixed;
 }
