@@ -10,6 +10,8 @@
 
 #include "apr_pools.h"
 
+#include "sse_store.h"
+
 extern int unit_failures, unit_checks;
 
 #define CHECK(cond) do { unit_checks++; if (!(cond)) { unit_failures++; \
@@ -24,5 +26,16 @@ extern int unit_failures, unit_checks;
 void json_tests(apr_pool_t *p);
 void jwt_tests(apr_pool_t *p);
 void store_bounds_tests(apr_pool_t *p);
+void store_repair_tests(apr_pool_t *p);
+void store_random_tests(apr_pool_t *p);
+
+/* NULL when every invariant of the store holds, else the first broken
+ * one (store_repair_tests.c; takes the store's lock). */
+const char *unit_store_violation(sse_store *st);
+
+/* NULL when a read's result is whole events in rising id order above
+ * after, each starting with its mark's id: line; else what is wrong
+ * (read_check.c). */
+const char *unit_read_problem(const sse_read_result *res, apr_uint64_t after);
 
 #endif /* SSE_UNIT_H */
