@@ -147,8 +147,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             || qp->value[qp->value_len] != '\0') {
             FAIL("value %d differs\n", i);
         }
-        if (strncmp(qp->name, rp[i].name, rp[i].name_len)
-            && memchr(rp[i].name, '\0', rp[i].name_len) == NULL) {
+        if (qp->name_len != rp[i].name_len
+            || memcmp(qp->name, rp[i].name, rp[i].name_len)
+            || qp->name[qp->name_len] != '\0') {
             FAIL("name %d differs\n", i);
         }
     }

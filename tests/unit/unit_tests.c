@@ -89,6 +89,14 @@ static void test_query(void)
     CHECK(sse_query_parse(pool, "a=%4") == NULL);
     qp = sse_query_get(sse_query_parse(pool, "n=%00"), "n");
     CHECK(qp && qp->value_len == 1 && qp->value[0] == '\0');
+    /* names are compared whole: a %00 does not end one (found by
+     * fuzz/fuzz_query.c: "%00005~" was returned for the name "") */
+    q = sse_query_parse(pool, "event=ok&event%00x=bad&%00005~");
+    qp = sse_query_get(q, "event");
+    CHECK(qp && !strcmp(qp->value, "ok"));
+    CHECK(sse_query_get(q, "") == NULL);
+    qp = &APR_ARRAY_IDX(q, 1, sse_query_param);
+    CHECK(qp->name_len == 7 && !memcmp(qp->name, "event\0x", 8));
 }
 
 static sse_store *make_store(apr_size_t size, apr_uint32_t channels,
