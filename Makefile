@@ -12,7 +12,8 @@ WARN     = -Wc,-Wall -Wc,-Wextra -Wc,-std=gnu99 \
 PURE     = sse_event.c sse_json.c sse_query.c sse_store.c sse_store_clients.c \
            sse_store_repair.c sse_store_check.c sse_jwt.c
 
-.PHONY: all deps install activate unit test demo clean bench fuzz fuzz-smoke
+.PHONY: all deps install activate unit test demo clean bench fuzz \
+        fuzz-build fuzz-smoke
 
 all: .libs/mod_sse.so
 
@@ -46,21 +47,20 @@ test: deps all unit
 demo: deps all
 	@sh scripts/demo.sh
 
-# --- fuzzing: libFuzzer targets in fuzz/, each run for FUZZ_SECONDS ---
-# New inputs go to build/fuzz/corpus/<target>; the seeds in
-# fuzz/corpus/<target> are only read; crashes land in build/fuzz/.
+# --- fuzzing: libFuzzer targets in fuzz/ (scripts/fuzz.sh runs them) ---
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_TARGETS = json query event store
 FUZZ_SAN     = -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS  = -g -O1 -Wall -Wextra -Werror $(FUZZ_SAN) -DSSE_STORE_CHECK \
-               -I. -Itests/unit \
-               $$(apr-1-config --includes --cppflags)
+               -I. -Itests/unit $$(apr-1-config --includes --cppflags)
 FUZZ_UNITS   = sse_event.c sse_json.c sse_query.c sse_store.c \
                sse_store_clients.c sse_store_repair.c sse_store_check.c \
                tests/unit/read_check.c
 FUZZ_OBJS    = $(patsubst %.c,build/fuzz/obj/%.o,$(notdir $(FUZZ_UNITS)))
+FUZZ_BINS    = $(addprefix build/fuzz/fuzz_,$(FUZZ_TARGETS))
+.SECONDARY: $(FUZZ_OBJS)
 
 build/fuzz/obj/%.o: %.c $(HEADERS)
 	@mkdir -p build/fuzz/obj
@@ -74,26 +74,17 @@ build/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJS) tests/unit/unit.h $(HEADERS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) \
 	   $$(apr-1-config --link-ld --libs)
 
-fuzz: $(addprefix build/fuzz/fuzz_,$(FUZZ_TARGETS))
-	@mkdir -p build/fuzz/artifacts
-	@for t in $(FUZZ_TARGETS); do \
-	    mkdir -p build/fuzz/corpus/$$t; \
-	    echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
-	    ./build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
-	        -print_final_stats=1 -artifact_prefix=build/fuzz/artifacts/$$t- \
-	        build/fuzz/corpus/$$t fuzz/corpus/$$t 2>build/fuzz/$$t.log \
-	    || { tail -40 build/fuzz/$$t.log; exit 1; }; \
-	    grep -E "^stat::(number_of_executed_units|average_exec_per_sec)|cov:" \
-	        build/fuzz/$$t.log | tail -3; \
-	done
+fuzz-build: $(FUZZ_BINS)
 
-# what CI runs: every target briefly
+# each target for FUZZ_SECONDS, one after the other
+fuzz: fuzz-build
+	@sh scripts/fuzz.sh $(FUZZ_SECONDS) seq $(FUZZ_TARGETS)
+
+# what CI runs: a parallel build, then every target at once for
+# FUZZ_SMOKE_SECONDS (under a minute in all on two cores)
 fuzz-smoke:
-	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
-
-clean:
-	rm -rf .libs build *.la *.lo *.slo *.o tests/mod_sse_test/.libs \
-	       tests/mod_sse_test/*.la tests/mod_sse_test/*.lo tests/mod_sse_test/*.slo
+	@$(MAKE) --no-print-directory -j4 fuzz-build
+	@sh scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS) par $(FUZZ_TARGETS)
 
 # --- benchmark: mod_sse vs Nchan vs better-sse (bench/README.md) ---
 bench/work/sse_load: bench/sse_load.c

@@ -107,7 +107,8 @@ static void op_publish(run *r)
     apr_size_t lens[3];
     apr_uint64_t first = 0;
     apr_uint32_t subs;
-    const char *channel = name_of(r, take(r));
+    const char *channel = name_of(r, take(r)), *idline;
+    char *text;
     int n = 1 + (int)(take(r) % 3), i;
     store_channel *ch;
     for (i = 0; i < n; i++) {
@@ -153,9 +154,13 @@ static void op_publish(run *r)
         pb->id = first + (apr_uint64_t)i;
         pb->slot = (apr_uint32_t)(ch - r->st->channels);
         pb->incarnation = ch->incarnation;
-        pb->text = apr_psprintf(r->pool, "id: %" APR_UINT64_T_FMT "\n%s",
-                                pb->id, frames[i]);
-        pb->len = strlen(pb->text);
+        /* frames may hold NULs: data is any bytes */
+        idline = apr_psprintf(r->pool, "id: %" APR_UINT64_T_FMT "\n", pb->id);
+        pb->len = strlen(idline) + lens[i];
+        text = apr_palloc(r->pool, pb->len);
+        memcpy(text, idline, strlen(idline));
+        memcpy(text + strlen(idline), frames[i], lens[i]);
+        pb->text = text;
         if (!r->damaged) r->last_id = pb->id;
     }
 }
@@ -255,7 +260,7 @@ static void op_read(run *r)
     apr_uint64_t before;
     const char *why;
     stream *s;
-    int i, news;
+    int i, k, news;
     if (!r->nstreams) return;
     i = (int)(take(r) % (unsigned)r->nstreams);
     s = &r->streams[i];
@@ -266,6 +271,11 @@ static void op_read(run *r)
     if ((why = unit_read_problem(&res, before))) FAIL("read: %s\n", why);
     if (!news && (res.events || res.gap || res.deleted)) {
         FAIL("has_news said nothing was new, the read found some\n");
+    }
+    for (k = 0; !res.deleted && k < s->sub.n; k++) {
+        if (r->st->channels[s->sub.ch[k].slot].state != SLOT_USED) {
+            FAIL("a read of a channel that is gone does not say so\n");
+        }
     }
     if (res.deleted) {
         if (res.events) FAIL("a deleted read with events\n");
@@ -328,19 +338,109 @@ static void op_admin(run *r)
     }
 }
 
-/* Overwrites bytes anywhere in the segment, then repairs. */
+/* The k-th used slot, or NULL. */
+static store_channel *used_slot(run *r, unsigned k)
+{
+    apr_uint32_t i, n = r->st->shape.max_channels, used = 0;
+    for (i = 0; i < n; i++) used += r->st->channels[i].state == SLOT_USED;
+    for (i = 0; used && i < n; i++) {
+        if (r->st->channels[i].state == SLOT_USED && k-- % used == 0) {
+            return &r->st->channels[i];
+        }
+    }
+    return NULL;
+}
+
+/* A value to write: a byte, a nudged word, or a block index. */
+static void scribble(run *r, void *where, apr_size_t room)
+{
+    unsigned how = take(r);
+    apr_uint32_t w;
+    if (room < 4 || how % 4 == 0) {
+        *(unsigned char *)where = (unsigned char)take(r);
+        return;
+    }
+    memcpy(&w, where, 4);
+    switch (how % 4) {
+    case 1: w += (apr_uint32_t)(take(r) % 5) - 2; break;
+    case 2: w = take(r) % (r->st->shape.nblocks + 2); break;
+    default: w = (apr_uint32_t)take(r) << 24 | take(r) << 8 | take(r);
+    }
+    memcpy(where, &w, 4);
+}
+
+/* Breaks one thing: mostly a field of a structure in use, sometimes any
+ * byte of the segment. */
+static void damage_one(run *r)
+{
+    sse_store *st = r->st;
+    const store_shape *s = &st->shape;
+    store_channel *ch;
+    apr_size_t off;
+    apr_uint32_t b, k;
+    switch (take(r) % 7) {
+    case 0:
+        off = take(r) % sizeof(store_header);
+        scribble(r, (char *)st->hdr + off, sizeof(store_header) - off);
+        break;
+    case 1:
+        if (!(ch = used_slot(r, take(r)))) break;
+        off = take(r) % sizeof(store_channel);
+        scribble(r, (char *)ch + off, sizeof(store_channel) - off);
+        break;
+    case 2:
+        off = (take(r) << 8 | take(r)) % (s->clients_off - s->children_off);
+        scribble(r, st->base + s->children_off + off,
+                 s->clients_off - s->children_off - off);
+        break;
+    case 3:
+        /* near a used entry of the client table */
+        k = (take(r) << 8 | take(r)) % s->client_slots;
+        for (b = 0; b < s->client_slots && !st->clients[k].streams; b++) {
+            k = (k + 1) % s->client_slots;
+        }
+        off = take(r) % (2 * sizeof(store_client));
+        k = (apr_uint32_t)((k * sizeof(store_client) + off)
+                           % (s->client_slots * sizeof(store_client)));
+        scribble(r, (char *)st->clients + k, 1);
+        break;
+    case 4:
+        /* a message's head or a link in its chain */
+        /* an earlier write of this op may have broken the links */
+        if (!(ch = used_slot(r, take(r))) || !ch->head
+            || ch->head >= s->nblocks) {
+            break;
+        }
+        for (b = ch->head, k = take(r) % 8; k && store_msg_at(st, b)->newer
+                                             && store_msg_at(st, b)->newer
+                                                < s->nblocks; k--) {
+            b = store_msg_at(st, b)->newer;
+        }
+        if (take(r) & 1) {
+            scribble(r, &st->blocks[b].next, 4);
+        }
+        else {
+            off = take(r) % sizeof(msg_head);
+            scribble(r, (char *)store_msg_at(st, b) + off,
+                     sizeof(msg_head) - off);
+        }
+        break;
+    case 5:
+        b = (take(r) << 8 | take(r)) % s->nblocks;
+        scribble(r, &st->blocks[b].next, 4);
+        break;
+    default:
+        off = ((apr_size_t)take(r) << 16 | take(r) << 8 | take(r)) % s->size;
+        st->base[off] = (char)take(r);
+    }
+}
+
+/* Damages the segment, then repairs. */
 static void op_damage(run *r)
 {
-    const store_shape *s = &r->st->shape;
-    unsigned n = 1 + take(r) % 8, how;
+    unsigned n = 1 + take(r) % 4, how;
     int i;
-    while (n--) {
-        apr_uint64_t at = ((apr_uint64_t)take(r) << 16
-                           | (apr_uint64_t)take(r) << 8 | take(r));
-        /* mostly the parts before the blocks, which are small */
-        at %= take(r) & 1 ? s->blocks_off : s->size;
-        r->st->base[at] = (char)take(r);
-    }
+    while (n--) damage_one(r);
     for (i = 0; i < r->nstreams; i++) r->streams[i].kept = 1;
     r->damaged = 1;
     sse_store_mark_dirty_nolock(r->st);
