@@ -70,7 +70,8 @@ build/fuzz/obj/%.o: tests/unit/%.c tests/unit/unit.h $(HEADERS)
 	@mkdir -p build/fuzz/obj
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
-build/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJS) tests/unit/unit.h $(HEADERS)
+build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(FUZZ_OBJS) tests/unit/unit.h \
+                   $(HEADERS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) \
 	   $$(apr-1-config --link-ld --libs)
 

@@ -213,9 +213,11 @@ void sse_store_count_rejected(sse_store *st);
 /* Streams of a child's row that its writer serves (delta +1 or -1). */
 void sse_store_count_parked(sse_store *st, int row, int delta);
 
-/* Checks every list and rebuilds free space; normally run by the lock
- * when the previous holder died mid-update. Returns the number of
- * problems fixed. Caller holds the mutex. Exposed for tests. */
+/* Restores every invariant sse_store_check_nolock states, keeping each
+ * intact message that can be kept without hiding a loss from readers;
+ * normally run by the lock when the previous holder died mid-update.
+ * Returns the number of problems fixed (0 for an intact store). Caller
+ * holds the mutex. Exposed for tests. */
 int sse_store_repair_nolock(sse_store *st);
 /* Marks the store as torn, as a holder dying mid-update would. Tests. */
 void sse_store_mark_dirty_nolock(sse_store *st);

@@ -18,8 +18,8 @@
 #include "apr_strings.h"
 
 #include "sse_event.h"
+#include "fuzz.h"
 
-static apr_pool_t *pool;
 
 /* What the parser saw. */
 typedef struct {
@@ -34,8 +34,6 @@ typedef struct {
     int event_lines, retry_lines;
     int leftover;        /* bytes after the last dispatch */
 } parsed;
-
-#define FAIL(...) do { fprintf(stderr, __VA_ARGS__); abort(); } while (0)
 
 static int is_field(const char *name, apr_size_t nlen, const char *want)
 {
@@ -152,8 +150,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    apr_initialize();
-    apr_pool_create(&pool, NULL);
+    fuzz_start();
     return 0;
 }
 

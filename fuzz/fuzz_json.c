@@ -20,12 +20,10 @@
 #include "apr_strings.h"
 
 #include "sse_json.h"
+#include "fuzz.h"
 
 #define MAX_DEPTH 32
 
-static apr_pool_t *pool;
-
-#define FAIL(...) do { fprintf(stderr, __VA_ARGS__); abort(); } while (0)
 
 static int within(const char *p, const uint8_t *data, size_t size)
 {
@@ -172,8 +170,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    apr_initialize();
-    apr_pool_create(&pool, NULL);
+    fuzz_start();
     return 0;
 }
 

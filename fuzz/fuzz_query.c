@@ -16,15 +16,13 @@
 #include "apr_strings.h"
 
 #include "sse_query.h"
+#include "fuzz.h"
 
-static apr_pool_t *pool;
 
 typedef struct {
     char *name, *value;
     apr_size_t name_len, value_len;
 } ref_param;
-
-#define FAIL(...) do { fprintf(stderr, __VA_ARGS__); abort(); } while (0)
 
 static int hexval(char c)
 {
@@ -117,8 +115,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    apr_initialize();
-    apr_pool_create(&pool, NULL);
+    fuzz_start();
     return 0;
 }
 

@@ -27,13 +27,13 @@
 
 #include "sse_store_layout.h"
 #include "unit.h"
+#include "fuzz.h"
 
 #define NAMES      8
 #define MAX_SUBS   16
 #define MAX_OPS    400
 #define MAX_PUBS   (MAX_OPS * 6)    /* two publishes of three per op */
 
-static apr_pool_t *root;
 static apr_global_mutex_t *mutex;
 /* processes that exist (this one, its parent, init) and that cannot */
 static apr_int32_t pids[5];
@@ -66,8 +66,6 @@ typedef struct {
     int damaged;
     apr_uint64_t last_id;    /* highest id published before any damage */
 } run;
-
-#define FAIL(...) do { fprintf(stderr, __VA_ARGS__); abort(); } while (0)
 
 static unsigned take(run *r)
 {
@@ -470,9 +468,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    apr_initialize();
-    apr_pool_create(&root, NULL);
-    apr_global_mutex_create(&mutex, NULL, APR_LOCK_DEFAULT, root);
+    fuzz_start();
+    apr_global_mutex_create(&mutex, NULL, APR_LOCK_DEFAULT, pool);
     pids[0] = (apr_int32_t)getpid();
     pids[1] = (apr_int32_t)getppid();
     pids[2] = 1;
@@ -492,7 +489,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&r, 0, sizeof(r));
     r.p = data;
     r.n = size;
-    apr_pool_create(&r.pool, root);
+    apr_pool_create(&r.pool, pool);
     lim.history_size = 1 + take(&r) % 8;
     lim.max_per_channel = take(&r) % 4;
     lim.max_per_client = take(&r) % 4;

@@ -51,38 +51,10 @@ const char *unit_store_violation(sse_store *st)
     "%s:%d: store invariant broken: %s\n", __FILE__, __LINE__, v_); } \
 } while (0)
 
-static sse_store *new_store(apr_uint32_t history)
-{
-    apr_global_mutex_t *mutex;
-    sse_store *st = NULL;
-    sse_store_limits lim = { history, 0, 0, 0, 0, 0 };
-    sse_store_geometry geo = { 64 * 1024, 8, 4, 64 };
-    const char *why = NULL;
-    CHECK(apr_global_mutex_create(&mutex, NULL, APR_LOCK_DEFAULT, pool)
-          == APR_SUCCESS);
-    CHECK(sse_store_create(&st, pool, &geo, NULL, mutex, &why)
-          == APR_SUCCESS);
-    sse_store_set_limits(st, &lim);
-    return st;
-}
-
-static apr_uint64_t publish(sse_store *st, const char *channel,
-                            const char *frame)
-{
-    apr_size_t len = strlen(frame);
-    apr_uint64_t id = 0;
-    apr_uint32_t subs;
-    if (sse_store_publish(st, channel, &frame, &len, 1, &id, &subs)
-        != SSE_OK) {
-        return 0;
-    }
-    return id;
-}
-
 static void setup(fixture *fx)
 {
     int k, c;
-    fx->st = new_store(10);
+    fx->st = unit_store_new(64 * 1024, 8, 10);
     fx->row = sse_store_child_attach(fx->st, (apr_int32_t)getpid());
     for (k = 0; k < MSGS; k++) {
         for (c = 0; c < NCHAN; c++) {
@@ -92,7 +64,7 @@ static void setup(fixture *fx)
             pad[(k % 2) ? 400 : 8] = '\0';
             frame = apr_psprintf(pool, "data: %s %d %s\n\n", names[c], k,
                                  pad);
-            fx->id[c][k] = publish(fx->st, names[c], frame);
+            fx->id[c][k] = unit_publish(fx->st, names[c], frame);
             fx->text[c][k] = apr_psprintf(pool, "id: %" APR_UINT64_T_FMT
                                           "\n%s", fx->id[c][k], frame);
         }
@@ -118,6 +90,14 @@ static apr_uint32_t msg_block(sse_store *st, const char *name, int k)
     apr_uint32_t b = slot_of(st, name)->head;
     while (k--) b = store_msg_at(st, b)->newer;
     return b;
+}
+
+/* Publishes to "delta" until memory is full: every free block is used. */
+static void fill_memory(sse_store *st)
+{
+    int i;
+    for (i = 0; i < 1000 && unit_publish(st, "delta", "data: fill\n\n"); i++) {
+    }
 }
 
 static int repair_now(sse_store *st)
@@ -239,7 +219,7 @@ static void test_half_written_unlinked(void)
     repair_on_next_lock(fx.st);
     expect_all_intact(&fx);
     CHECK(h->free_blocks == free_before);
-    CHECK(publish(fx.st, "alpha", "data: next\n\n") == h->first_id
+    CHECK(unit_publish(fx.st, "alpha", "data: next\n\n") == h->first_id
           + NCHAN * MSGS);
 }
 
@@ -278,7 +258,7 @@ static void test_linked_not_counted(void)
     setup(&fx);
     h = fx.st->hdr;
     ch = slot_of(fx.st, "alpha");
-    id = publish(fx.st, "alpha", "data: torn\n\n");
+    id = unit_publish(fx.st, "alpha", "data: torn\n\n");
     h->last_id = id - 1;               /* as if it died just before */
     ch->newest_id = id - 1;
     ch->messages--;
@@ -289,7 +269,7 @@ static void test_linked_not_counted(void)
     CHECK(read_all(fx.st, fx.row, "alpha", &rd) == SSE_OK);
     CHECK(rd.n == MSGS + 1 && !rd.gap && rd.id[MSGS] == id);
     expect_history(&fx, 1, 0);
-    CHECK(publish(fx.st, "beta", "data: again\n\n") == id + 1);
+    CHECK(unit_publish(fx.st, "beta", "data: again\n\n") == id + 1);
 }
 
 /* A message in the middle of alpha lost its magic: the messages after it
@@ -371,7 +351,6 @@ static void test_free_list_into_message(void)
 {
     fixture fx;
     apr_uint32_t b;
-    int i;
     setup(&fx);
     b = fx.st->hdr->free_head;
     while (fx.st->blocks[b].next) b = fx.st->blocks[b].next;
@@ -379,8 +358,7 @@ static void test_free_list_into_message(void)
     CHECK(unit_store_violation(fx.st) != NULL);
     CHECK(repair_now(fx.st) > 0);
     expect_all_intact(&fx);
-    for (i = 0; i < 1000 && publish(fx.st, "delta", "data: fill\n\n"); i++) {
-    }
+    fill_memory(fx.st);
     CHECK_INTACT(fx.st);
     expect_history(&fx, 0, 0);
 }
@@ -463,7 +441,7 @@ static void test_wrong_counters(void)
         CHECK_INTACT(fx.st);
         CHECK(sse_store_delete(fx.st, "gamma", &(sse_channel_info){ 0 })
               == SSE_OK);
-        CHECK(publish(fx.st, "gamma", "data: back\n\n") != 0);
+        CHECK(unit_publish(fx.st, "gamma", "data: back\n\n") != 0);
         CHECK_INTACT(fx.st);
     }
 }
@@ -480,7 +458,6 @@ static void test_bad_state(void)
     sse_resume resume;
     sse_read_result res;
     const char *which;
-    int i;
     setup(&fx);
     CHECK(sse_store_subscribe(fx.st, fx.row, &names[0], 1, 0, NULL, "0",
                               &sub, &resume, &which) == SSE_OK);
@@ -494,8 +471,7 @@ static void test_bad_state(void)
     CHECK_INTACT(fx.st);
     sse_store_unsubscribe(fx.st, &sub);
     /* the blocks it held are free again and may be reused */
-    for (i = 0; i < 1000 && publish(fx.st, "delta", "data: fill\n\n"); i++) {
-    }
+    fill_memory(fx.st);
     CHECK_INTACT(fx.st);
     expect_history(&fx, 1, 0);
     expect_history(&fx, 2, 0);
@@ -549,8 +525,8 @@ static void test_probe_chain_cut(void)
         apr_snprintf(second, sizeof(second), "q%d", i);
         if (store_name_hash(second) % n == home) break;
     }
-    CHECK(publish(fx.st, first, "data: 1\n\n") != 0);
-    CHECK(publish(fx.st, second, "data: 2\n\n") != 0);
+    CHECK(unit_publish(fx.st, first, "data: 1\n\n") != 0);
+    CHECK(unit_publish(fx.st, second, "data: 2\n\n") != 0);
     CHECK(slot_of(fx.st, second) == &fx.st->channels[(home + 1) % n]);
     fx.st->channels[home].state = SLOT_FREE;
     CHECK(unit_store_violation(fx.st) != NULL);

@@ -99,8 +99,8 @@ static void test_query(void)
     CHECK(qp->name_len == 7 && !memcmp(qp->name, "event\0x", 8));
 }
 
-static sse_store *make_store(apr_size_t size, apr_uint32_t channels,
-                             apr_uint32_t history)
+sse_store *unit_store_new(apr_size_t size, apr_uint32_t channels,
+                          apr_uint32_t history)
 {
     apr_global_mutex_t *mutex;
     sse_store *st;
@@ -115,7 +115,7 @@ static sse_store *make_store(apr_size_t size, apr_uint32_t channels,
     return st;
 }
 
-static apr_uint64_t publish(sse_store *st, const char *ch, const char *frame)
+apr_uint64_t unit_publish(sse_store *st, const char *ch, const char *frame)
 {
     apr_size_t len = strlen(frame);
     apr_uint64_t id = 0;
@@ -128,7 +128,7 @@ static apr_uint64_t publish(sse_store *st, const char *ch, const char *frame)
 
 static void test_store_replay(void)
 {
-    sse_store *st = make_store(1 << 20, 16, 5);
+    sse_store *st = unit_store_new(1 << 20, 16, 5);
     int row = sse_store_child_attach(st, (apr_int32_t)getpid());
     const char *names[] = { "a", "b" };
     sse_subscription sub;
@@ -141,7 +141,7 @@ static void test_store_replay(void)
 
     CHECK(row >= 0);
     for (i = 0; i < 14; i++) {
-        ids[i] = publish(st, (i % 2) ? "b" : "a", "data: x\n\n");
+        ids[i] = unit_publish(st, (i % 2) ? "b" : "a", "data: x\n\n");
         CHECK(ids[i] != 0 && (i == 0 || ids[i] == ids[i - 1] + 1));
     }
     /* resume after ids[3]: a and b each hold their last 5 of 7; b dropped
@@ -181,7 +181,7 @@ static void test_store_replay(void)
 
 static void test_store_limits(void)
 {
-    sse_store *st = make_store(64 * 1024, 4, 1000);
+    sse_store *st = unit_store_new(64 * 1024, 4, 1000);
     char big[2000];
     sse_channel_info info;
     apr_uint64_t last = 0, id;
@@ -190,20 +190,22 @@ static void test_store_limits(void)
     memset(big, 'x', sizeof(big) - 3);
     memcpy(big + sizeof(big) - 3, "\n\n", 3);
     for (i = 0; i < 100 && !full; i++) {
-        if ((id = publish(st, "big", big))) last = id;
+        if ((id = unit_publish(st, "big", big))) last = id;
         else full = 1;
     }
     CHECK(full);
     /* the last free blocks, too few for a big one */
-    while ((id = publish(st, "big", "data: x\n\n"))) last = id;
+    while ((id = unit_publish(st, "big", "data: x\n\n"))) last = id;
     CHECK(sse_store_channel_info(st, "big", &info) == SSE_OK);
     CHECK(info.last_id == last && info.messages > 10);
     /* a full table refuses a 5th channel until one is deleted */
-    CHECK(publish(st, "c1", "data: 1\n\n") == 0);  /* memory is full */
+    CHECK(unit_publish(st, "c1", "data: 1\n\n") == 0);  /* memory is full */
     CHECK(sse_store_delete(st, "big", &info) == SSE_OK);
-    CHECK(publish(st, "c1", "data: 1\n\n") && publish(st, "c2", "data: 1\n\n")
-          && publish(st, "c3", "data: 1\n\n") && publish(st, "c4", "data: 1\n\n"));
-    CHECK(publish(st, "c5", "data: 1\n\n") == 0);
+    CHECK(unit_publish(st, "c1", "data: 1\n\n")
+          && unit_publish(st, "c2", "data: 1\n\n")
+          && unit_publish(st, "c3", "data: 1\n\n")
+          && unit_publish(st, "c4", "data: 1\n\n"));
+    CHECK(unit_publish(st, "c5", "data: 1\n\n") == 0);
     CHECK(unit_store_violation(st) == NULL);
 }
 
