@@ -633,13 +633,24 @@ void sse_store_unsubscribe(sse_store *st, sse_subscription *sub)
     sub->n = 0;
 }
 
+/* A stream's channel is gone when its slot moved on to another
+ * incarnation, or is not in use at all: normally both go together, but a
+ * stray write that repair undid may have left the slot's incarnation
+ * where the stream had it. Either way the stream must not read the slot's
+ * list. */
+static int channel_gone(store_channel *ch, const sse_sub_channel *sc)
+{
+    return __atomic_load_n(&ch->incarnation, __ATOMIC_ACQUIRE)
+               != sc->incarnation
+           || __atomic_load_n(&ch->state, __ATOMIC_ACQUIRE) != SLOT_USED;
+}
+
 int sse_store_has_news(sse_store *st, const sse_subscription *sub)
 {
     int i;
     for (i = 0; i < sub->n; i++) {
         store_channel *ch = &st->channels[sub->ch[i].slot];
-        if (__atomic_load_n(&ch->incarnation, __ATOMIC_ACQUIRE)
-                != sub->ch[i].incarnation
+        if (channel_gone(ch, &sub->ch[i])
             || __atomic_load_n(&ch->newest_id, __ATOMIC_ACQUIRE)
                 > sub->cursor) {
             return 1;
@@ -675,7 +686,7 @@ apr_status_t sse_store_read(sse_store *st, sse_subscription *sub,
     for (i = 0; i < sub->n; i++) {
         store_channel *ch = &st->channels[sub->ch[i].slot];
         next[i] = 0;
-        if (ch->incarnation != sub->ch[i].incarnation) {
+        if (channel_gone(ch, &sub->ch[i])) {
             res->deleted = 1;
             continue;
         }

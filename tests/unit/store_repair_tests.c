@@ -477,6 +477,36 @@ static void test_bad_state(void)
     expect_history(&fx, 2, 0);
 }
 
+/* The same, but the write that broke the state also took one off the
+ * incarnation, so repair's bump gives the stream's number back: the
+ * stream must still learn that its channel is gone (found by
+ * fuzz/fuzz_store.c: one 32-bit write across state and incarnation). */
+static void test_bad_state_and_incarnation(void)
+{
+    fixture fx;
+    sse_subscription sub;
+    sse_resume resume;
+    sse_read_result res;
+    const char *which;
+    store_channel *ch;
+    setup(&fx);
+    CHECK(sse_store_subscribe(fx.st, fx.row, &names[1], 1, 0, NULL, "0",
+                              &sub, &resume, &which) == SSE_OK);
+    ch = slot_of(fx.st, "beta");
+    ch->state = 0x100 | SLOT_USED;
+    ch->incarnation--;
+    repair_on_next_lock(fx.st);
+    CHECK_INTACT(fx.st);
+    CHECK(ch->state != SLOT_USED && ch->incarnation == sub.ch[0].incarnation);
+    CHECK(sse_store_has_news(fx.st, &sub));
+    sse_store_read(fx.st, &sub, pool, 1 << 16, &res);
+    CHECK(res.deleted && res.events == 0);
+    sse_store_unsubscribe(fx.st, &sub);
+    fill_memory(fx.st);
+    CHECK_INTACT(fx.st);
+    expect_history(&fx, 0, 0);
+}
+
 /* A hash that does not match the name: lookups by name would miss it. */
 static void test_hash_mismatch(void)
 {
@@ -678,6 +708,7 @@ void store_repair_tests(apr_pool_t *p)
     test_broken_newer_older();
     test_wrong_counters();
     test_bad_state();
+    test_bad_state_and_incarnation();
     test_hash_mismatch();
     test_name_unterminated();
     test_probe_chain_cut();
