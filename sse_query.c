@@ -71,6 +71,7 @@ apr_array_header_t *sse_query_parse(apr_pool_t *p, const char *args)
             }
             qp = apr_array_push(params);
             qp->name = name;
+            qp->name_len = nlen;
             qp->value = value;
             qp->value_len = vlen;
         }
@@ -80,13 +81,21 @@ apr_array_header_t *sse_query_parse(apr_pool_t *p, const char *args)
     return params;
 }
 
+/* Compared whole, as JSON keys are: a name with %00 in it must not pass
+ * for the shorter name before the NUL. */
+int sse_query_is(const sse_query_param *qp, const char *name)
+{
+    return qp->name_len == strlen(name)
+           && !memcmp(qp->name, name, qp->name_len);
+}
+
 const sse_query_param *sse_query_get(const apr_array_header_t *params,
                                      const char *name)
 {
     int i;
     for (i = params->nelts - 1; i >= 0; i--) {
         const sse_query_param *qp = &APR_ARRAY_IDX(params, i, sse_query_param);
-        if (!strcmp(qp->name, name)) return qp;
+        if (sse_query_is(qp, name)) return qp;
     }
     return NULL;
 }

@@ -5,7 +5,8 @@
 #include "apr_tables.h"
 
 typedef struct {
-    const char *name;
+    const char *name;        /* NUL-terminated, may also contain NULs */
+    apr_size_t name_len;
     const char *value;       /* NUL-terminated, may also contain NULs */
     apr_size_t value_len;
 } sse_query_param;
@@ -14,7 +15,11 @@ typedef struct {
  * entries, or NULL when an escape is malformed. */
 apr_array_header_t *sse_query_parse(apr_pool_t *p, const char *args);
 
-/* The last value of name, or NULL. */
+/* Non-zero when the parameter's whole decoded name is name ("a%00b" is
+ * not "a"). */
+int sse_query_is(const sse_query_param *qp, const char *name);
+
+/* The last parameter named name, or NULL. */
 const sse_query_param *sse_query_get(const apr_array_header_t *params,
                                      const char *name);
 

@@ -96,7 +96,7 @@ static apr_array_header_t *requested_channels(request_rec *r,
     for (i = 0; i < params->nelts; i++) {
         const sse_query_param *qp = &APR_ARRAY_IDX(params, i, sse_query_param);
         const char *s = qp->value, *end = s + qp->value_len;
-        if (strcmp(qp->name, "channel")) continue;
+        if (!sse_query_is(qp, "channel")) continue;
         do {
             const char *comma = memchr(s, ',', (apr_size_t)(end - s));
             const char *stop = comma ? comma : end;

@@ -146,6 +146,9 @@ apr_status_t sse_store_create(sse_store **pst, apr_pool_t *p,
     h->free_blocks = h->nblocks - 1;
     h->layout = STORE_LAYOUT;
     h->magic = STORE_MAGIC;
+#define TAKE_SHAPE(f) st->shape.f = h->f;
+    STORE_SHAPE_FIELDS(TAKE_SHAPE)
+#undef TAKE_SHAPE
     st->mutex = mutex;
     st->limits.history_size = 100;
     *pst = st;
@@ -260,11 +263,13 @@ static void evict_oldest(sse_store *st, store_channel *ch)
 {
     apr_uint32_t b = ch->head;
     msg_head *m = store_msg_at(st, b);
+    /* recorded first: a holder dying once the message is unlinked must
+     * leave a gap that repair can report */
+    if (m->id > ch->evicted_upto) ch->evicted_upto = m->id;
     ch->head = m->newer;
     if (ch->head) store_msg_at(st, ch->head)->older = 0;
     else ch->tail = 0;
     STORE_CRASH_POINT(st, SSE_CRASH_TRIM);
-    if (m->id > ch->evicted_upto) ch->evicted_upto = m->id;
     ch->messages--;
     ch->blocks -= m->nblocks;
     m->magic = 0;
@@ -643,13 +648,24 @@ void sse_store_unsubscribe(sse_store *st, sse_subscription *sub)
     sub->n = 0;
 }
 
+/* A stream's channel is gone when its slot moved on to another
+ * incarnation, or is not in use at all: normally both go together, but a
+ * stray write that repair undid may have left the slot's incarnation
+ * where the stream had it. Either way the stream must not read the slot's
+ * list. */
+static int channel_gone(store_channel *ch, const sse_sub_channel *sc)
+{
+    return __atomic_load_n(&ch->incarnation, __ATOMIC_ACQUIRE)
+               != sc->incarnation
+           || __atomic_load_n(&ch->state, __ATOMIC_ACQUIRE) != SLOT_USED;
+}
+
 int sse_store_has_news(sse_store *st, const sse_subscription *sub)
 {
     int i;
     for (i = 0; i < sub->n; i++) {
         store_channel *ch = &st->channels[sub->ch[i].slot];
-        if (__atomic_load_n(&ch->incarnation, __ATOMIC_ACQUIRE)
-                != sub->ch[i].incarnation
+        if (channel_gone(ch, &sub->ch[i])
             || __atomic_load_n(&ch->newest_id, __ATOMIC_ACQUIRE)
                 > sub->cursor) {
             return 1;
@@ -743,7 +759,7 @@ apr_status_t sse_store_read(sse_store *st, sse_subscription *sub,
     for (i = 0; i < sub->n; i++) {
         store_channel *ch = &st->channels[sub->ch[i].slot];
         next[i] = 0;
-        if (ch->incarnation != sub->ch[i].incarnation) {
+        if (channel_gone(ch, &sub->ch[i])) {
             res->deleted = 1;
             continue;
         }

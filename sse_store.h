@@ -252,11 +252,21 @@ apr_status_t sse_store_test_arm(sse_store *st, sse_crash_point point);
  * must not walk the history to find where it left off). */
 apr_uint64_t sse_store_walk_steps(const sse_store *st);
 
-/* Checks every list and rebuilds free space; normally run by the lock
- * when the previous holder died mid-update. Returns the number of
- * problems fixed. Caller holds the mutex. Exposed for tests. */
+/* Restores every invariant sse_store_check_nolock states, keeping each
+ * intact message that can be kept without hiding a loss from readers;
+ * normally run by the lock when the previous holder died mid-update.
+ * Returns the number of problems fixed (0 for an intact store). Caller
+ * holds the mutex. Exposed for tests. */
 int sse_store_repair_nolock(sse_store *st);
 /* Marks the store as torn, as a holder dying mid-update would. Tests. */
 void sse_store_mark_dirty_nolock(sse_store *st);
+
+/* Verifies every invariant of the segment (header, free list, channel
+ * table and probe chains, message lists and framing, child rows, client
+ * table). Returns 0 when all hold; else -1, with the first violation
+ * described in why (at most whylen bytes, NUL-terminated). Caller holds
+ * the mutex. For tests and fuzzers; repair runs it on its own result when
+ * built with SSE_STORE_CHECK. */
+int sse_store_check_nolock(sse_store *st, char *why, apr_size_t whylen);
 
 #endif /* SSE_STORE_H */

@@ -25,7 +25,7 @@ apr_uint32_t store_clients_for_size(apr_uint32_t max_streams)
     return slots;
 }
 
-static apr_uint32_t home_of(const sse_store *st, const unsigned char *addr)
+apr_uint32_t store_client_home(const sse_store *st, const unsigned char *addr)
 {
     apr_uint64_t h = 14695981039346656037ULL;
     int i;
@@ -40,7 +40,7 @@ static apr_uint32_t home_of(const sse_store *st, const unsigned char *addr)
 
 apr_uint32_t store_client_streams(sse_store *st, const unsigned char *addr)
 {
-    apr_uint32_t i = home_of(st, addr), k, sum = 0;
+    apr_uint32_t i = store_client_home(st, addr), k, sum = 0;
     for (k = 0; k < st->hdr->client_slots && st->clients[i].streams;
          k++, i = NEXT(st, i)) {
         if (!memcmp(st->clients[i].addr, addr, 16)) {
@@ -53,7 +53,7 @@ apr_uint32_t store_client_streams(sse_store *st, const unsigned char *addr)
 static int insert(sse_store *st, const unsigned char *addr, int row,
                   apr_uint32_t streams)
 {
-    apr_uint32_t i = home_of(st, addr), k;
+    apr_uint32_t i = store_client_home(st, addr), k;
     for (k = 0; k < st->hdr->client_slots; k++, i = NEXT(st, i)) {
         store_client *c = &st->clients[i];
         if (!c->streams) {
@@ -88,7 +88,7 @@ static void delete_at(sse_store *st, apr_uint32_t i)
         apr_uint32_t home;
         j = (j + 1) & mask;
         if (!st->clients[j].streams) return;
-        home = home_of(st, st->clients[j].addr);
+        home = store_client_home(st, st->clients[j].addr);
         /* j may move to i when its home is not cyclically in (i, j] */
         if (((j - home) & mask) >= ((j - i) & mask)) {
             st->clients[i] = st->clients[j];
@@ -100,7 +100,7 @@ static void delete_at(sse_store *st, apr_uint32_t i)
 
 void store_client_remove(sse_store *st, const unsigned char *addr, int row)
 {
-    apr_uint32_t i = home_of(st, addr), k;
+    apr_uint32_t i = store_client_home(st, addr), k;
     for (k = 0; k < st->hdr->client_slots && st->clients[i].streams;
          k++, i = NEXT(st, i)) {
         store_client *c = &st->clients[i];
@@ -125,26 +125,50 @@ void store_clients_drop_row(sse_store *st, int row)
     }
 }
 
+/* Non-zero when a lookup from its home reaches entry i of t. */
+static int reachable(const sse_store *st, const store_client *t,
+                     apr_uint32_t i)
+{
+    apr_uint32_t j;
+    for (j = store_client_home(st, t[i].addr); j != i; j = NEXT(st, j)) {
+        if (!t[j].streams) return 0;
+    }
+    return 1;
+}
+
 int store_clients_rebuild(sse_store *st)
 {
-    apr_uint32_t n = st->hdr->client_slots, i;
+    apr_uint32_t n = st->hdr->client_slots, i, used = 0;
     int fixed = 0;
     store_client *old = malloc(sizeof(store_client) * n);
-    if (!old) return 0;
+    apr_uint64_t *held = calloc(st->hdr->max_children, sizeof(*held));
+    if (!old || !held) {
+        free(old);
+        free(held);
+        return 0;
+    }
     memcpy(old, st->clients, sizeof(store_client) * n);
     memset(st->clients, 0, sizeof(store_client) * n);
+    for (i = 0; i < n; i++) {
+        used += old[i].streams != 0;
+    }
+    fixed += used != st->hdr->clients_used;
     st->hdr->clients_used = 0;
     for (i = 0; i < n; i++) {
         store_client *c = &old[i];
         if (!c->streams) continue;
+        /* a row's entries hold no more streams than the row has */
         if (c->row < 0 || (apr_uint32_t)c->row >= st->hdr->max_children
             || !st->children[c->row].pid
-            || c->streams > st->children[c->row].subscribers) {
+            || held[c->row] + c->streams > st->children[c->row].subscribers) {
             fixed++;
             continue;
         }
+        held[c->row] += c->streams;
+        fixed += !reachable(st, old, i);
         if (insert(st, c->addr, c->row, c->streams)) fixed++;
     }
     free(old);
+    free(held);
     return fixed;
 }

@@ -29,11 +29,13 @@
 #include "sse_store.h"
 
 #define STORE_MAGIC        0x53534532u   /* "SSE2" */
+/* 5: each process keeps a copy of the header's fixed fields at the end of
+ * struct sse_store, which code of layout 4 did not allocate */
 #ifdef SSE_TEST_STORE_LAYOUT
 /* test builds only: pretend to be another mod_sse version's layout */
 #define STORE_LAYOUT       SSE_TEST_STORE_LAYOUT
 #else
-#define STORE_LAYOUT       4u
+#define STORE_LAYOUT       5u
 #endif
 #define MSG_MAGIC          0x4d534731u   /* "MSG1" */
 #define BLOCK_SIZE         256
@@ -123,6 +125,22 @@ typedef struct {
 
 #define FIRST_PAYLOAD (BLOCK_PAYLOAD - sizeof(msg_head))
 
+/* The header fields fixed at creation. Each process keeps a copy, so that
+ * repair can put back a header that something overwrote (no locked
+ * section writes these, so a holder that dies cannot tear them). */
+#define STORE_SHAPE_FIELDS(X) X(magic) X(layout) X(size) X(max_channels) \
+    X(max_children) X(nblocks) X(client_slots) X(channels_off) \
+    X(children_off) X(counts_off) X(clients_off) X(blocks_off) X(first_id)
+
+typedef struct {
+    apr_uint32_t magic, layout;
+    apr_uint64_t size;
+    apr_uint32_t max_channels, max_children, nblocks, client_slots;
+    apr_uint64_t channels_off, children_off, counts_off, clients_off;
+    apr_uint64_t blocks_off;
+    apr_uint64_t first_id;
+} store_shape;
+
 /* A process's view of the segment. */
 struct sse_store {
     apr_shm_t *shm;
@@ -136,6 +154,7 @@ struct sse_store {
     apr_global_mutex_t *mutex;
     sse_store_limits limits;
     apr_uint64_t walk_steps;     /* see sse_store_walk_steps() */
+    store_shape shape;           /* the header's fixed fields, at creation */
 };
 
 #define ALIGN64(x) (((x) + 63) & ~(apr_uint64_t)63)
@@ -182,8 +201,17 @@ void store_crash_point(sse_store *st, sse_crash_point point);
 int store_process_exists(apr_int32_t pid);
 void store_clear_row(sse_store *st, int row);
 
+/* sse_store_check.c: NULL when the message at block b (a valid index)
+ * is intact: its head, a chain of exactly nblocks blocks that owner[]
+ * (when not NULL) marks as unclaimed (0), and one framed event starting
+ * with its id: line; else what is wrong. */
+const char *store_msg_problem(sse_store *st, apr_uint32_t b,
+                              apr_uint32_t slot, const unsigned char *owner);
+
 /* sse_store_clients.c; the caller holds the lock */
 apr_uint32_t store_clients_for_size(apr_uint32_t max_streams);
+/* The entry where the probe chain for addr starts. */
+apr_uint32_t store_client_home(const sse_store *st, const unsigned char *addr);
 apr_uint32_t store_client_streams(sse_store *st, const unsigned char *addr);
 /* 0 on success, -1 when the table is full (the stream is not counted) */
 int store_client_add(sse_store *st, const unsigned char *addr, int row);

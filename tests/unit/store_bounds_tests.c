@@ -92,6 +92,7 @@ static void test_subscriber_room_and_refusal(void)
     sse_store_status_get(st, pool, &status);
     CHECK(status.busy[SSE_BUSY_TABLE] == 1);
     sse_store_unsubscribe(st, &a);
+    CHECK(unit_store_violation(st) == NULL);
 }
 
 /* When the table is full, a channel only subscribers ever asked for goes
@@ -118,6 +119,7 @@ static void test_recycling_prefers_unpublished(void)
     CHECK(subscribers_of(st, "lonely") == 999);
     CHECK(subscribers_of(st, "pub0") == 0);
     CHECK(publish(st, "second"));   /* now a published, empty one goes */
+    CHECK(unit_store_violation(st) == NULL);
 }
 
 static void addr_of(unsigned char *a, int n)
@@ -157,6 +159,7 @@ static void test_per_client_limit(void)
     row = sse_store_child_attach(st, (apr_int32_t)getpid());
     CHECK(subscribe(st, row, "c", one, &s[0]) == SSE_OK);
     CHECK(subscribe(st, row, "c", one, &s[1]) == SSE_OK);
+    CHECK(unit_store_violation(st) == NULL);
 }
 
 /* Many addresses in and out in a scrambled order: every remaining entry is
@@ -194,6 +197,7 @@ static void test_client_table_churn(void)
     }
     CHECK(found == (N + 2) / 3);
     CHECK(freed == N - (N + 2) / 3);
+    CHECK(unit_store_violation(st) == NULL);
 }
 
 /* A replay of a long history in the smallest budget (one message per
