@@ -352,7 +352,7 @@ static void sse_child_init(apr_pool_t *pchild, server_rec *s)
     }
     rv = sse_notify_child_init(pchild, sse_store_wake_word(current_store),
                                child_row, threaded, sse_writer_round,
-                               sse_writer_next_wait, stream_has_news);
+                               stream_has_news);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, SSE_LOGNO(00007)
                      "cannot start the dispatcher thread");

@@ -53,7 +53,6 @@ static sse_notify_news_fn *news_of;
 static volatile apr_uint32_t stopping;
 static apr_thread_t *dispatcher;
 static sse_notify_round_fn *dispatch_round;
-static sse_notify_wait_fn *dispatch_wait;
 static apr_uint32_t *shared_word;
 /* prefork: no dispatcher, the one stream thread waits on shared_word */
 static int single_threaded;
@@ -138,9 +137,7 @@ static void *APR_THREAD_FUNC dispatch(apr_thread_t *thread, void *arg)
     while (!stopping) {
         apr_uint32_t now;
         int changed;
-        word_wait(shared_word, last, dispatch_wait
-                                     ? dispatch_wait(apr_time_from_sec(1))
-                                     : apr_time_from_sec(1));
+        word_wait(shared_word, last, apr_time_from_sec(1));
         now = __atomic_load_n(shared_word, __ATOMIC_ACQUIRE);
         changed = now != last;
         last = now;
@@ -178,7 +175,6 @@ static apr_status_t join_dispatcher(void *unused)
 apr_status_t sse_notify_child_init(apr_pool_t *pchild, apr_uint32_t *word,
                                    int row, int threaded_mpm,
                                    sse_notify_round_fn *round,
-                                   sse_notify_wait_fn *next_wait,
                                    sse_notify_news_fn *news)
 {
     apr_pool_t *forever;
@@ -189,7 +185,6 @@ apr_status_t sse_notify_child_init(apr_pool_t *pchild, apr_uint32_t *word,
     local_generation = 0;
     single_threaded = !threaded_mpm;
     dispatch_round = single_threaded ? NULL : round;
-    dispatch_wait = single_threaded ? NULL : next_wait;
     news_of = news;
     if (single_threaded) {
         return APR_SUCCESS;

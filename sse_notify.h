@@ -15,9 +15,6 @@ typedef void sse_notify_round_fn(int changed, int stopping);
  * something to read. Called by the dispatcher, without the store lock. */
 typedef int sse_notify_news_fn(const void *interest);
 
-/* How long the dispatcher may wait for the next change, given its usual
- * interval (a round may need to come sooner). */
-typedef apr_interval_time_t sse_notify_wait_fn(apr_interval_time_t usual);
 
 /* Starts this child's dispatcher thread, which waits on the store's wake
  * word, wakes local stream threads and runs round (may be NULL). row is
@@ -26,7 +23,6 @@ typedef apr_interval_time_t sse_notify_wait_fn(apr_interval_time_t usual);
 apr_status_t sse_notify_child_init(apr_pool_t *pchild, apr_uint32_t *word,
                                    int row, int threaded_mpm,
                                    sse_notify_round_fn *round,
-                                   sse_notify_wait_fn *next_wait,
                                    sse_notify_news_fn *news);
 
 /* Makes this child's dispatcher run a round now, without a change. */

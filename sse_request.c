@@ -125,6 +125,11 @@ static const char *request_last_id(request_rec *r,
     if (h) return h;
     if ((qp = sse_query_get(params, "lastEventId"))
         || (qp = sse_query_get(params, "last_event_id"))) {
+        /* a decoded %00 would cut the id short and make "1%00junk" read
+         * as 1: keep every byte, so that it is malformed as sent */
+        if (memchr(qp->value, '\0', qp->value_len)) {
+            return sse_printable(r->pool, qp->value, qp->value_len);
+        }
         return qp->value;
     }
     return NULL;

@@ -9,8 +9,10 @@
  * request's memory go back to httpd; what a stream costs from then on is
  * the socket and one small member struct here.
  *
- * The child's dispatcher thread (sse_notify.c) runs the writer after every
- * wake. Streams that read the same channels form a feed: the store is read
+ * The writer is a thread of its own, asleep in epoll_wait on its sockets
+ * and on an eventfd that the child's dispatcher thread (sse_notify.c)
+ * writes to when the store changed. Streams that read the same channels
+ * form a feed: the store is read
  * once per feed and the already-framed bytes are written to every member
  * with one non-blocking sendmsg each. A member that joined late or fell
  * behind reads on its own cursor first. A socket that cannot take a write
@@ -21,17 +23,17 @@
  * Everything the writer sends a stream, the handler's thread could have
  * sent the same way: event frames from the store, ": keepalive", the
  * sse-reset notice, ": channel deleted" and ": server restarting" before
- * the last chunk. Everything here but the join queue belongs to the
- * dispatcher thread.
+ * the last chunk. Everything here but the join queue and the spares
+ * belongs to the writer thread.
  */
 #include "apr_hash.h"
 #include "apr_strings.h"
 #include "apr_thread_mutex.h"
+#include "apr_thread_proc.h"
 #include "http_main.h"
 
 #include "sse_private.h"
 #include "sse_event.h"
-#include "sse_notify.h"
 #include "sse_writer.h"
 
 #if defined(__linux__)
@@ -40,6 +42,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #define SSE_HAVE_WRITER 1
@@ -50,8 +53,6 @@
 /* Bytes read from the store per feed read; a bigger backlog takes more. */
 #define FEED_BUDGET (64 * 1024)
 #define SWEEP_INTERVAL apr_time_from_sec(1)
-/* While some socket owes bytes, rounds come this often. */
-#define FLUSH_INTERVAL apr_time_from_msec(20)
 
 typedef struct feed feed;
 typedef struct member member;
@@ -98,9 +99,24 @@ static int some_feed_emptied;
 static apr_uint32_t owing;       /* members with bytes owed */
 static apr_uint32_t owned;       /* members, and joining ones */
 
+/* The writer runs in a thread of its own, asleep in epoll_wait on its
+ * sockets and on wake_fd, an eventfd the dispatcher (the store changed,
+ * the child stops) and joining streams write to. */
+static apr_thread_t *writer_thread;
+static int wake_fd = -1;
+static apr_uint32_t store_changed, stop_asked;  /* set before a wake */
+
 static apr_thread_mutex_t *join_mutex;
 static member *joining;          /* guarded by join_mutex */
 static int accepting;            /* guarded by join_mutex */
+/* Members and join-time subscriptions are kept for reuse: workers take
+ * them and the dispatcher gives them back, so a server that streams
+ * for weeks does not churn the allocator's per-thread arenas. */
+static member *spare_members;    /* guarded by join_mutex */
+static sse_subscription *spare_subs; /* guarded by join_mutex; linked
+                                        through their first bytes */
+static apr_uint32_t spares;      /* guarded by join_mutex */
+#define MAX_SPARES 4096
 
 /* ------------------------------------------------------------ feeds */
 
@@ -188,6 +204,55 @@ static void member_sub(const member *m, sse_subscription *sub)
     sub->cursor = m->cursor;
 }
 
+/* ------------------------------------------------------------ spares */
+
+static void give_back(member *m, sse_subscription *sub)
+{
+    apr_thread_mutex_lock(join_mutex);
+    if (m) {
+        if (spares < MAX_SPARES) {
+            m->next = spare_members;
+            spare_members = m;
+            spares++;
+            m = NULL;
+        }
+    }
+    if (sub) {
+        if (spares < MAX_SPARES) {
+            *(sse_subscription **)sub = spare_subs;
+            spare_subs = sub;
+            spares++;
+            sub = NULL;
+        }
+    }
+    apr_thread_mutex_unlock(join_mutex);
+    free(m);
+    free(sub);
+}
+
+/* A cleared member and a subscription to fill; caller holds join_mutex. */
+static member *take_spare(sse_subscription **sub)
+{
+    member *m = spare_members;
+    if (m) {
+        spare_members = m->next;
+        spares--;
+        memset(m, 0, sizeof(*m));
+    }
+    else {
+        m = calloc(1, sizeof(*m));
+    }
+    *sub = spare_subs;
+    if (*sub) {
+        spare_subs = *(sse_subscription **)*sub;
+        spares--;
+    }
+    else {
+        *sub = malloc(sizeof(**sub));
+    }
+    return m;
+}
+
 /* ------------------------------------------------------------ ending */
 
 static void set_interest(member *m, int out)
@@ -242,7 +307,7 @@ static void end_stream(member *m, const char *why, const char *comment)
                  m->bytes);
     feed_unlink(m);
     free(m->last_id_text);
-    free(m);
+    give_back(m, NULL);
     __atomic_sub_fetch(&owned, 1, __ATOMIC_RELAXED);
 }
 
@@ -481,7 +546,7 @@ static void join_feed(member *m)
     m->joined = NULL;
     m->prev = m->next = NULL;
     feed_link(feed_for(sub), m);
-    free(sub);
+    give_back(NULL, sub);
 }
 
 static void take_joins(apr_time_t now)
@@ -516,37 +581,29 @@ static void take_joins(apr_time_t now)
 }
 
 /* Hangups, unexpected input and writable sockets. */
-static void watch_sockets(apr_time_t now)
+static void socket_event(member *m, apr_uint32_t events, apr_time_t now)
 {
-    struct epoll_event ev[256];
-    int n, i, rounds = 0;
-    do {
-        n = epoll_wait(epoll_fd, ev, 256, 0);
-        for (i = 0; i < n; i++) {
-            member *m = ev[i].data.ptr;
-            char c;
-            ssize_t got;
-            if (ev[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-                end_stream(m, "client gone", NULL);
-                continue;
-            }
-            if (ev[i].events & EPOLLIN) {
-                got = recv(m->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-                if (got == 0) {
-                    end_stream(m, "client gone", NULL);
-                    continue;
-                }
-                if (got > 0) {
-                    /* an event stream takes no requests after it */
-                    end_stream(m, "client sent data", NULL);
-                    continue;
-                }
-            }
-            if (ev[i].events & EPOLLOUT) {
-                pay(m, now);
-            }
+    char c;
+    ssize_t got;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        end_stream(m, "client gone", NULL);
+        return;
+    }
+    if (events & EPOLLIN) {
+        got = recv(m->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (got == 0) {
+            end_stream(m, "client gone", NULL);
+            return;
         }
-    } while (n == 256 && ++rounds < 64);
+        if (got > 0) {
+            /* an event stream takes no requests after it */
+            end_stream(m, "client sent data", NULL);
+            return;
+        }
+    }
+    if (events & EPOLLOUT) {
+        pay(m, now);
+    }
 }
 
 /* Once a second: keepalives, and streams whose socket takes nothing. */
@@ -592,17 +649,12 @@ static void stop_all(void)
     drop_empty_feeds();
 }
 
-void sse_writer_round(int changed, int stopping)
+/* One pass after a wake: new streams, members behind their feed, news,
+ * and once a second keepalives and stalls. */
+static void round_after_wake(int changed, apr_time_t now)
 {
-    apr_time_t now;
     apr_uint64_t delivered = 0;
     feed *f;
-    if (!__atomic_load_n(&store, __ATOMIC_ACQUIRE)) return;
-    if (stopping) {
-        stop_all();
-        return;
-    }
-    now = apr_time_now();
     take_joins(now);
     /* a member behind its feed (it joined after the feed read on) reads
      * its own way first */
@@ -614,7 +666,6 @@ void sse_writer_round(int changed, int stopping)
         }
     }
     if (changed) delivered += deliver(now);
-    watch_sockets(now);
     if (now - last_sweep >= SWEEP_INTERVAL) {
         last_sweep = now;
         sweep(now);
@@ -623,9 +674,59 @@ void sse_writer_round(int changed, int stopping)
     if (delivered) sse_store_count_delivered(store, delivered);
 }
 
-apr_interval_time_t sse_writer_next_wait(apr_interval_time_t usual)
+static void *APR_THREAD_FUNC write_all(apr_thread_t *thread, void *arg)
 {
-    return owing && usual > FLUSH_INTERVAL ? FLUSH_INTERVAL : usual;
+    struct epoll_event ev[256];
+    (void)thread;
+    (void)arg;
+    for (;;) {
+        apr_interval_time_t until = last_sweep + SWEEP_INTERVAL
+                                    - apr_time_now();
+        int n, i, timeout = until > 0 ? (int)apr_time_as_msec(until) + 1 : 0;
+        apr_time_t now;
+        n = epoll_wait(epoll_fd, ev, 256, timeout);
+        now = apr_time_now();
+        for (i = 0; i < n; i++) {
+            if (ev[i].data.ptr == &wake_fd) {
+                apr_uint64_t count;
+                if (read(wake_fd, &count, sizeof(count)) < 0) {
+                    /* EAGAIN: another read took it */
+                }
+                continue;
+            }
+            socket_event(ev[i].data.ptr, ev[i].events, now);
+        }
+        if (__atomic_exchange_n(&stop_asked, 0, __ATOMIC_ACQ_REL)) {
+            stop_all();
+            break;
+        }
+        round_after_wake(__atomic_exchange_n(&store_changed, 0,
+                                             __ATOMIC_ACQ_REL), now);
+    }
+    /* returning (not apr_thread_exit) lets the thread's stack unwind */
+    return NULL;
+}
+
+static void wake_writer(void)
+{
+    apr_uint64_t one = 1;
+    if (write(wake_fd, &one, sizeof(one)) < 0) {
+        /* EAGAIN: the counter is full, the writer will wake anyway */
+    }
+}
+
+void sse_writer_round(int changed, int stopping)
+{
+    apr_status_t rv;
+    if (!__atomic_load_n(&store, __ATOMIC_ACQUIRE)) return;
+    if (changed) __atomic_store_n(&store_changed, 1, __ATOMIC_RELEASE);
+    if (stopping) __atomic_store_n(&stop_asked, 1, __ATOMIC_RELEASE);
+    if (changed || stopping) wake_writer();
+    if (stopping && writer_thread) {
+        /* every stream has ended when the child goes on stopping */
+        apr_thread_join(&rv, writer_thread);
+        writer_thread = NULL;
+    }
 }
 
 apr_status_t sse_writer_child_init(sse_store *st, int row,
@@ -639,15 +740,33 @@ apr_status_t sse_writer_child_init(sse_store *st, int row,
         return rv;
     }
     apr_pool_tag(scratch, "sse-writer-scratch");
-    if ((epoll_fd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+    if ((epoll_fd = epoll_create1(EPOLL_CLOEXEC)) < 0
+        || (wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
         return APR_FROM_OS_ERROR(errno);
+    }
+    {
+        struct epoll_event ev;
+        memset(&ev, 0, sizeof(ev));
+        ev.events = EPOLLIN;
+        ev.data.ptr = &wake_fd;
+        if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, wake_fd, &ev) != 0) {
+            return APR_FROM_OS_ERROR(errno);
+        }
     }
     feeds_by_channels = apr_hash_make(forever);
     last_sweep = apr_time_now();
     limits = *lim;
-    accepting = 1;
     child_row = row;
     __atomic_store_n(&store, st, __ATOMIC_RELEASE);
+    /* the thread lives until the child stops: it is joined then */
+    if ((rv = apr_thread_create(&writer_thread, NULL, write_all, NULL,
+                                forever)) != APR_SUCCESS) {
+        __atomic_store_n(&store, NULL, __ATOMIC_RELEASE);
+        return rv;
+    }
+    apr_thread_mutex_lock(join_mutex);
+    accepting = 1;
+    apr_thread_mutex_unlock(join_mutex);
     return APR_SUCCESS;
 }
 
@@ -668,8 +787,20 @@ int sse_writer_has_room(void)
 
 apr_status_t sse_writer_take(const sse_handoff *h)
 {
-    member *m = calloc(1, sizeof(*m));
-    if (!m) return APR_ENOMEM;
+    member *m;
+    sse_subscription *sub = NULL;
+    char *last_id_text = NULL;
+    if (h->last_id_text && !(last_id_text = strdup(h->last_id_text))) {
+        return APR_ENOMEM;
+    }
+    apr_thread_mutex_lock(join_mutex);
+    m = accepting ? take_spare(&sub) : NULL;
+    if (!m || !sub) {
+        apr_thread_mutex_unlock(join_mutex);
+        give_back(m, sub);
+        free(last_id_text);
+        return accepting ? APR_ENOMEM : APR_EGENERAL;
+    }
     m->fd = h->fd;
     m->chunked = h->chunked;
     m->keepalive_sec = h->keepalive_sec;
@@ -681,34 +812,19 @@ apr_status_t sse_writer_take(const sse_handoff *h)
     m->last_write = h->last_write;
     m->events = h->events;
     m->bytes = h->bytes;
-    if (h->last_id_text && !(m->last_id_text = strdup(h->last_id_text))) {
-        free(m);
-        return APR_ENOMEM;
-    }
+    m->last_id_text = last_id_text;
     apr_snprintf(m->where, sizeof(m->where), "%s on %s",
                  h->client ? h->client : "-",
                  h->first_channel ? h->first_channel : "-");
-    if (!(m->joined = malloc(sizeof(*m->joined)))) {
-        free(m->last_id_text);
-        free(m);
-        return APR_ENOMEM;
-    }
-    memcpy(m->joined, h->sub, sizeof(*h->sub));
-    apr_thread_mutex_lock(join_mutex);
-    if (!accepting) {
-        apr_thread_mutex_unlock(join_mutex);
-        free(m->joined);
-        free(m->last_id_text);
-        free(m);
-        return APR_EGENERAL;
-    }
+    memcpy(sub, h->sub, sizeof(*sub));
+    m->joined = sub;
     m->next = joining;
     joining = m;
     __atomic_add_fetch(&owned, 1, __ATOMIC_RELAXED);
     sse_store_count_parked(store, child_row, 1);
     apr_thread_mutex_unlock(join_mutex);
     /* a round now, not at the next publish or timeout */
-    sse_notify_poke();
+    wake_writer();
     return APR_SUCCESS;
 }
 
@@ -745,9 +861,5 @@ void sse_writer_round(int changed, int stopping)
     (void)stopping;
 }
 
-apr_interval_time_t sse_writer_next_wait(apr_interval_time_t usual)
-{
-    return usual;
-}
 
 #endif

@@ -34,9 +34,9 @@ typedef struct {
                                      its open-files limit minus a reserve */
 } sse_writer_limits;
 
-/* Starts the writer's state for this child (threaded MPMs only); the notify
- * dispatcher then calls sse_writer_round on every wake. row is the child's
- * row in the store, where its streams are counted. */
+/* Starts the writer's thread for this child (threaded MPMs only); the
+ * notify dispatcher then calls sse_writer_round on every wake. row is the
+ * child's row in the store, where its streams are counted. */
 apr_status_t sse_writer_child_init(sse_store *store, int row,
                                    const sse_writer_limits *limits);
 
@@ -52,13 +52,9 @@ int sse_writer_has_room(void);
  * other result nothing changed hands. Any thread may call it. */
 apr_status_t sse_writer_take(const sse_handoff *h);
 
-/* Called by the dispatcher thread after every wait: takes in new streams,
- * delivers news when the store changed, flushes what slow sockets owe,
- * sends keepalives, notices hangups, and at a stop ends every stream. */
+/* Called by the dispatcher thread after every wait: wakes the writer
+ * thread when the store changed; at a stop makes it end every stream and
+ * waits until it has. */
 void sse_writer_round(int changed, int stopping);
-
-/* How long the dispatcher may wait before the next round: short while a
- * socket owes bytes, else its usual interval. */
-apr_interval_time_t sse_writer_next_wait(apr_interval_time_t usual);
 
 #endif /* SSE_WRITER_H */

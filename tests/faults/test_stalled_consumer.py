@@ -1,10 +1,11 @@
 """A consumer that stops reading (a 4 KB receive buffer, nothing read)
 holds up nobody: while it is stalled, the other subscribers of its channel
-get all 500 events of 2 KB, and the server really is blocked on it (its
-stream left the child's writer). When it reads again it gets what the
-README promises: everything once and in order while history still holds
-it, or, once history has rolled over, an sse-reset with reason overflow
-and then the retained messages.
+get all 500 events of 2 KB, and once it owes the writer more than
+SSEMaxPendingBytes its stream is ended. When it reads again and resumes
+with its Last-Event-ID, as EventSource does, it gets what the README
+promises: everything once and in order while history still holds it, or,
+once history has rolled over, an sse-reset with reason expired and then the
+retained messages.
 
 httpd's SendBufferSize caps the server's socket buffer (the kernel would
 otherwise grow it to 4 MB and swallow the whole test), so each config
@@ -20,8 +21,8 @@ SIZE = 2048
 OTHERS = 5
 # what can sit between the server and the stalled client: the server's
 # send buffer (16 KB, doubled by the kernel), the client's receive buffer
-# (4 KB, doubled) and one chunk the writer hands to the stream's thread
-# (at most 64 KB of events): under 110 KB, i.e. fewer than 55 events
+# (4 KB, doubled) and what the writer may owe it (SSEMaxPendingBytes, 64 KB,
+# never sent once the stream ends): under 110 KB, fewer than 55 events
 IN_FLIGHT_MAX = 110 * 1024
 MPM_EXTRA = ['SendBufferSize 16384']
 
@@ -51,12 +52,23 @@ def stall_and_publish(srv, ch):
     for s in others:
         s.wait_for(EVENTS, 30)
         assert [(e.id, e.data) for e in s.events] == sent
-    # ...while the stalled one holds a few buffers' worth, and the server's
-    # write to it is blocked (its thread took it back from the writer)
+    # ...while the stalled one holds a few buffers' worth and its stream was
+    # ended for owing more than SSEMaxPendingBytes
     assert wait_until(lambda: writer_streams(srv) == OTHERS, 10, 0.05), srv.status()
+    assert 'more than SSEMaxPendingBytes owed' in srv.read_log()
     held = len(stalled.raw) + queued(stalled)
     assert held < IN_FLIGHT_MAX, held
     return stalled, others, sent, held
+
+
+def read_and_resume(srv, ch, stalled):
+    """The stalled client reads what reached it, sees the end, and comes
+    back with its last event id; returns (before, resumed stream)."""
+    stalled.start_reading()
+    assert stalled.wait_ended(30)
+    before = [(e.id, e.data) for e in stalled.events]
+    again = srv.sub('/quiet/%s' % ch, last_event_id=stalled.parser.last_id)
+    return before, again
 
 
 def test_stalled_consumer_resumes_with_everything(httpd_factory):
@@ -65,21 +77,22 @@ def test_stalled_consumer_resumes_with_everything(httpd_factory):
         'SSEHistorySize %d' % history])
     ch = uniq('stall')
     stalled, others, sent, held = stall_and_publish(srv, ch)
-    stalled.start_reading()
-    stalled.wait_for(EVENTS, 30)
-    got = [(e.id, e.data) for e in stalled.events]
+    before, again = read_and_resume(srv, ch, stalled)
+    assert again.headers['SSE-Resume'] == 'exact'
+    again.wait_for(EVENTS - len(before), 30)
+    got = before + [(e.id, e.data) for e in again.events]
     print('stalled-consumer (history %d): %d published, %d delivered to %d others while '
           'the stalled one had %d bytes (%.1f events) in its receive queue; after resuming it got %d, lost=%d, '
           'duplicates=%d, resets=%d'
           % (history, EVENTS, sum(len(s.events) for s in others), OTHERS, held, held / SIZE,
              len(got), len(set(sent) - set(got)), len(got) - len(set(got)),
-             sum(e.event == 'sse-reset' for e in stalled.events)))
+             sum(e.event == 'sse-reset' for e in again.events)))
     assert got == sent
     # caught up, it is the writer's again
     assert wait_until(lambda: writer_streams(srv) == OTHERS + 1, 10, 0.05), srv.status()
 
 
-def test_stalled_consumer_past_history_gets_overflow_reset(httpd_factory):
+def test_stalled_consumer_past_history_gets_expired_reset(httpd_factory):
     # 450 of the 500 leave history while at most IN_FLIGHT_MAX bytes (under
     # 55 events) can be on their way to the stalled client: it must miss some
     history = 50
@@ -87,30 +100,23 @@ def test_stalled_consumer_past_history_gets_overflow_reset(httpd_factory):
         'SSEHistorySize %d' % history])
     ch = uniq('stallof')
     stalled, others, sent, held = stall_and_publish(srv, ch)
-    stalled.start_reading()
-    # it must get the last event; what it missed cannot be in history any more
-    assert stalled.wait_until(lambda s: s.parser.events and s.parser.events[-1].id == sent[-1][0], 30), \
-        stalled.events[-3:]
-    evs = stalled.events
-    resets = [k for k, e in enumerate(evs) if e.event == 'sse-reset']
-    assert len(resets) == 1, [(e.id, e.event) for e in evs if e.event == 'sse-reset']
-    k = resets[0]
-    before = [(e.id, e.data) for e in evs[:k]]
-    after = [(e.id, e.data) for e in evs[k + 1:]]
-    reset = evs[k]
+    before, again = read_and_resume(srv, ch, stalled)
+    assert again.headers['SSE-Resume'] == 'reset'
+    evs = again.wait_for(history + 1, 30)
+    reset, after = evs[0], [(e.id, e.data) for e in evs[1:]]
     print('stalled-consumer (history %d): %d published, %d delivered to %d others while '
-          'the stalled one had %d bytes (%.1f events) in its receive queue; after resuming it got %d, then '
-          'sse-reset %s, then the %d retained; lost=%d (dropped from history), duplicates=%d'
+          'the stalled one had %d bytes (%.1f events) in its receive queue; it got %d, was ended, '
+          'resumed with sse-reset %s, then the %d retained; lost=%d (dropped from history), '
+          'duplicates=%d'
           % (history, EVENTS, sum(len(s.events) for s in others), OTHERS, held, held / SIZE,
              len(before), reset.data, len(after), EVENTS - len(before) - len(after),
              len(before + after) - len(set(before + after))))
-    # what it got before the reset is the start of what was sent, gapless
+    # what it got before its stream ended is the start of what was sent, gapless
     assert before == sent[:len(before)]
-    # the reset, exactly as the README describes it for a live stream
-    assert reset.json() == {'reason': 'overflow', 'last_event_id': None}, reset.data
+    # the reset, exactly as the README describes it for a resume
+    assert reset.event == 'sse-reset'
+    assert reset.json() == {'reason': 'expired', 'last_event_id': stalled.parser.last_id}, reset.data
     assert reset.id_field == str(int(after[0][0]) - 1)
-    assert reset.retry is None
     # then the retained messages: the last SSEHistorySize, in order
     assert after == sent[-history:]
     assert len(before) + len(after) < EVENTS
-    assert 'SSE-Resume' not in stalled.headers
