@@ -157,7 +157,7 @@ static void take_bytes(ndjson_ctx *x, const char *s, apr_size_t n)
                     while (cap < x->len + part) cap *= 2;
                     if (cap > x->max_line) cap = x->max_line;
                     grown = apr_palloc(x->r->pool, cap);
-                    memcpy(grown, x->line, x->len);
+                    if (x->len) memcpy(grown, x->line, x->len);
                     x->line = grown;
                     x->cap = cap;
                 }

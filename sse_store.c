@@ -1015,6 +1015,11 @@ void sse_store_count_delivered(sse_store *st, apr_uint64_t n)
     __atomic_add_fetch(&st->hdr->delivered, n, __ATOMIC_RELAXED);
 }
 
+void sse_store_count_busy(sse_store *st, sse_busy_reason why)
+{
+    __atomic_add_fetch(&st->hdr->busy[why], 1, __ATOMIC_RELAXED);
+}
+
 void sse_store_count_wakeup(sse_store *st, int row)
 {
     if (row < 0 || (apr_uint32_t)row >= st->hdr->max_children) return;

@@ -226,6 +226,9 @@ void sse_store_status_get(sse_store *st, apr_pool_t *p,
 
 void sse_store_count_delivered(sse_store *st, apr_uint64_t n);
 void sse_store_count_rejected(sse_store *st);
+/* A subscriber was told to come back later for a reason outside the
+ * store (a child out of open files). */
+void sse_store_count_busy(sse_store *st, sse_busy_reason why);
 /* A stream thread of a child's row was woken because it had news. */
 void sse_store_count_wakeup(sse_store *st, int row);
 /* Streams of a child's row that its writer serves (delta +1 or -1). */

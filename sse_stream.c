@@ -439,6 +439,7 @@ static int sse_stream_handler(request_rec *r)
     }
     handing_off = may_hand_off(r);
     if (handing_off && !sse_writer_has_room()) {
+        sse_store_count_busy(sc.store, SSE_BUSY_SERVER);
         return answer_busy(r, "this child has no room for more streams "
                            "(open files)");
     }
