@@ -13,6 +13,14 @@ command -v apxs >/dev/null 2>&1 || need="$need apache2-dev"
 command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v cc >/dev/null 2>&1 || need="$need gcc"
 [ -f /usr/include/openssl/evp.h ] || need="$need libssl-dev"
+# make fuzz / fuzz-smoke: clang with libFuzzer; make asan: gcc's sanitizers
+command -v clang >/dev/null 2>&1 || need="$need clang"
+ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a \
+    >/dev/null 2>&1 || need="$need libclang-rt-dev"
+[ -e "$(gcc -print-file-name=libasan.so 2>/dev/null)" ] || need="$need libasan8"
+[ -e "$(gcc -print-file-name=libubsan.so 2>/dev/null)" ] || need="$need libubsan1"
+locale -a 2>/dev/null | grep -q . && [ -d /usr/share/i18n/locales ] \
+    || need="$need locales"
 /usr/bin/python3 -c 'import pytest' 2>/dev/null || need="$need python3-pytest"
 /usr/bin/python3 -c 'import requests' 2>/dev/null || need="$need python3-requests"
 [ -x /usr/bin/chromium ] || need="$need chromium"
