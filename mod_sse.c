@@ -19,6 +19,7 @@
 #include "ap_mpm.h"
 #include "mpm_common.h"
 #include "util_mutex.h"
+#include "util_cfgtree.h"
 
 #include "mod_sse.h"
 #define SSE_DECLARES_MODULE
@@ -211,22 +212,109 @@ static int sse_check_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
+/* Whether the condition of an <IfModule> or <IfDefine> section holds; any
+ * other section is taken as holding. Only the top level matters here. */
+static int section_applies(apr_pool_t *p, const ap_directive_t *d)
+{
+    const char *args = d->args ? d->args : "";
+    char *word = ap_getword_conf(p, &args);
+    char *end = strrchr(word, '>');
+    int negate = 0, found;
+    if (end) *end = '\0';
+    if (*word == '!') {
+        negate = 1;
+        word++;
+    }
+    if (!strcasecmp(d->directive, "<IfDefine")) {
+        found = ap_exists_config_define(word);
+    }
+    else if (!strcasecmp(d->directive, "<IfModule")) {
+        size_t n = strlen(word);
+        found = ap_find_linked_module(word) != NULL;
+        if (!found && n > 7 && !strcmp(word + n - 7, "_module")) {
+            module *m;
+            word[n - 7] = '\0';
+            for (m = ap_top_module; m && !found; m = m->next) {
+                const char *shortname = ap_find_module_short_name(
+                                                          m->module_index);
+                found = shortname && !strcmp(shortname, word);
+            }
+        }
+    }
+    else {
+        return strcasecmp(d->directive, "<VirtualHost") != 0;
+    }
+    return negate ? !found : found;
+}
+
+/* The last ListenCoresBucketsRatio in force, 0 when none: httpd keeps it
+ * to itself, so read it from the configuration tree. */
+static int configured_bucket_ratio(apr_pool_t *p, const ap_directive_t *d)
+{
+    int ratio = 0;
+    for (; d; d = d->next) {
+        if (d->first_child) {
+            if (section_applies(p, d)) {
+                int inner = configured_bucket_ratio(p, d->first_child);
+                if (inner) ratio = inner;
+            }
+        }
+        else if (!strcasecmp(d->directive, "ListenCoresBucketsRatio")
+                 && d->args) {
+            ratio = atoi(d->args);
+        }
+    }
+    return ratio;
+}
+
+/* Listener buckets the event and worker MPMs use: with
+ * ListenCoresBucketsRatio R > 0, one SO_REUSEPORT listener per R online
+ * cores, and child i accepts only on bucket i % buckets. */
+static int listener_buckets(apr_pool_t *p, int *ratio)
+{
+    long cores;
+    *ratio = configured_bucket_ratio(p, ap_conftree);
+    if (*ratio <= 0) return 1;
+    cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < *ratio) return 1;
+    return (int)(cores / *ratio);
+}
+
 /* A child that the MPM stops while the server runs (idle maintenance, or
  * MaxConnectionsPerChild) ends every stream its writer owns: clients
- * reconnect and resume, but nobody wants that. Say how to avoid it. */
-static void warn_about_child_recycling(server_rec *s)
+ * reconnect and resume, but nobody wants that. Handed-off streams leave
+ * every thread idle, and the MPM stops a child of a bucket whose idle
+ * threads exceed MaxSpareThreads / buckets: so that can never happen, it
+ * must be at least buckets x (children in the fullest bucket) x threads.
+ * Say how to avoid it. */
+static void warn_about_child_recycling(apr_pool_t *p, server_rec *s)
 {
     int spare = mpm_value(AP_MPMQ_MAX_SPARE_THREADS, 0);
-    int workers = mpm_value(AP_MPMQ_MAX_DAEMONS, 1)
-                  * mpm_value(AP_MPMQ_MAX_THREADS, 1);
+    int daemons = mpm_value(AP_MPMQ_MAX_DAEMONS, 1);
+    int threads = mpm_value(AP_MPMQ_MAX_THREADS, 1);
     int per_child = mpm_value(AP_MPMQ_MAX_REQUESTS_DAEMON, 0);
+    int ratio;
+    int buckets = listener_buckets(p, &ratio);
+    int fullest = (daemons + buckets - 1) / buckets;
+    int needed = buckets * fullest * threads;
     if (!threaded_mpm()) return;
-    if (spare && spare < workers) {
+    if (spare && spare < needed) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, SSE_LOGNO(00012)
-                     "MaxSpareThreads %d is below MaxRequestWorkers %d: idle "
-                     "maintenance may stop a child and end the streams it "
-                     "holds (they reconnect and resume); set MaxSpareThreads "
-                     "to MaxRequestWorkers", spare, workers);
+                     "MaxSpareThreads %d is below %d (%d listener "
+                     "bucket(s) x %d child(ren) each x ThreadsPerChild %d): "
+                     "idle maintenance may stop a child and end the streams "
+                     "it holds (they reconnect and resume); set "
+                     "MaxSpareThreads to %d", spare, needed, buckets, fullest,
+                     threads, needed);
+    }
+    if (daemons % buckets) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, SSE_LOGNO(00014)
+                     "%d children over %d listener buckets "
+                     "(ListenCoresBucketsRatio %d): new streams are spread "
+                     "evenly over buckets, not children, so some children "
+                     "get more; make MaxRequestWorkers / ThreadsPerChild a "
+                     "multiple of %d", daemons, buckets, ratio,
+                     buckets);
     }
     if (per_child) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, SSE_LOGNO(00013)
@@ -244,7 +332,6 @@ static int sse_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     sse_store_geometry geo;
     (void)pconf;
     (void)plog;
-    (void)ptemp;
 
     current_store = NULL;
     /* the first pass at startup only checks the configuration */
@@ -284,7 +371,7 @@ static int sse_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                               ? limits.max_subscribers / 10 : 16;
     sse_store_set_limits(kept->store, &limits);
     current_store = kept->store;
-    warn_about_child_recycling(s);
+    warn_about_child_recycling(ptemp, s);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, SSE_LOGNO(00004)
                  "mod_sse %s: store of %" APR_SIZE_T_FMT " bytes, %u "
                  "channels, history %u, max %u subscribers (%u per child, "

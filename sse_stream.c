@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 
+#include "apr_atomic.h"
 #include "apr_strings.h"
 #include "apr_poll.h"
 #include "apr_support.h"
@@ -32,6 +33,7 @@
 #include "http_request.h"
 #include "http_ssl.h"
 #include "ap_mpm.h"
+#include "scoreboard.h"
 #include "util_filter.h"
 
 #include "sse_private.h"
@@ -124,6 +126,40 @@ static int answer_busy(request_rec *r, const char *why)
     }
     apr_table_setn(r->err_headers_out, "Retry-After", "5");
     return sse_request_refuse(r, HTTP_SERVICE_UNAVAILABLE, why);
+}
+
+/* Children running now, not stopping. */
+static int running_children(void)
+{
+    int used = 0, i, n = 0;
+    if (!ap_scoreboard_image
+        || ap_mpm_query(AP_MPMQ_MAX_DAEMON_USED, &used) != APR_SUCCESS) {
+        return 0;
+    }
+    for (i = 0; i < used; i++) {
+        const process_score *ps = ap_get_scoreboard_process(i);
+        if (ps && ps->pid && !ps->quiescing) n++;
+    }
+    return n;
+}
+
+/* The first time this child runs out of open files, say whether the
+ * server could have more children: handed-off streams leave threads idle,
+ * so the MPM never starts children beyond StartServers for them. */
+static void note_child_full(request_rec *r)
+{
+    static apr_uint32_t noted;
+    int running, limit = 0;
+    if (apr_atomic_cas32(&noted, 1, 0) != 0) return;
+    running = running_children();
+    if (ap_mpm_query(AP_MPMQ_MAX_DAEMONS, &limit) != APR_SUCCESS) limit = 0;
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, SSE_LOGNO(00111)
+                  "this child owns as many streams as its open files allow "
+                  "(ulimit -n); %d of %d children are running%s", running,
+                  limit, running < limit ? ": set StartServers to "
+                  "MaxRequestWorkers / ThreadsPerChild so all of them take "
+                  "streams, or raise ulimit -n" : "; raise ulimit -n or "
+                  "ServerLimit and MaxRequestWorkers");
 }
 
 /* Non-zero when the client has closed its end. Only HTTP/1.x has a socket
@@ -440,6 +476,7 @@ static int sse_stream_handler(request_rec *r)
     handing_off = may_hand_off(r);
     if (handing_off && !sse_writer_has_room()) {
         sse_store_count_busy(sc.store, SSE_BUSY_SERVER);
+        note_child_full(r);
         return answer_busy(r, "this child has no room for more streams "
                            "(open files)");
     }

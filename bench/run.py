@@ -8,7 +8,8 @@ bench/work/sse_load (built by `make bench`).
 Environment:
   BENCH_QUICK=1                 every scenario about 10x smaller (a smoke run)
   BENCH_ONLY=modsse,nchan       servers to run (modsse, nchan, bettersse)
-  BENCH_SCENARIOS=light,idle    scenarios to run (light, saturation, fanout, idle, pubrate)
+  BENCH_SCENARIOS=light,idle    scenarios to run (light, saturation, fanout, idle, fan50k, idle50k, pubrate,
+                                pubstream)
   BENCH_THREAD_STACK=131072     mod_sse's ThreadStackSize
   BENCH_OUT=dir                 where results go; default bench/results for a full run, else bench/work/results
 
@@ -59,14 +60,24 @@ SCENARIOS = {
     'fanout': dict(kind='fanout', subs=10000, procs=2, messages=200, rate=20, drain=60,
                    what='latency and CPU with many subscribers'),
     'idle': dict(kind='idle', subs=10000, procs=2, what='memory per idle subscriber'),
+    # better-sse is one process, and one process holds at most 20,000 open files here
+    'fan50k': dict(kind='fanout', subs=50000, procs=4, messages=20, rate=2, drain=120,
+                   only=['modsse', 'nchan'], what='50,000 subscribers on one channel, 20 events at 2/s'),
+    'idle50k': dict(kind='idle', subs=50000, procs=4, only=['modsse', 'nchan'],
+                    what='memory per idle subscriber at 50,000'),
     'pubrate': dict(kind='pubrate', conns=4, duration=5, what='publishes per second, no subscribers'),
+    'pubstream': dict(kind='pubstream', conns=4, duration=5, only=['modsse'],
+                      what='publishes per second with the streaming publish (mod_sse only), no subscribers'),
 }
 QUICK_SCENARIOS = {
     'light': dict(subs=10, messages=100),
     'saturation': dict(subs=100, messages=300),
     'fanout': dict(subs=1000, messages=40),
     'idle': dict(subs=1000),
+    'fan50k': dict(subs=5000),
+    'idle50k': dict(subs=5000),
     'pubrate': dict(duration=1),
+    'pubstream': dict(duration=1),
 }
 
 
@@ -79,6 +90,14 @@ def raise_nofile():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def nofile():
+    import resource
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
+NOFILE = nofile()
 
 
 def history_size(sc):
@@ -237,19 +256,31 @@ class Server:
 class ModSse(Server):
     name = 'modsse'
     module = REPO / '.libs' / 'mod_sse.so'
-    children = 2
+    # the sizing of conf-examples/sse.conf: streams hold no thread, so a few
+    # threads a child serve pages, publishes and streams being set up
+    THREADS = 64
+
+    @property
+    def children(self):
+        # a child owns at most its open files less a tenth (README, "Limits
+        # and sizing"): enough children for every subscriber, at least 2
+        # and a multiple of the listener buckets (one per core), which the
+        # kernel fills evenly
+        subs = self.sc.get('subs', 0)
+        per_child = int(NOFILE * 0.9) - 1000
+        cores = os.sysconf('SC_NPROCESSORS_ONLN')
+        return cores * math.ceil(max(2, math.ceil(subs / per_child)) / cores)
 
     def threads_per_child(self):
-        subs = self.sc.get('subs', 0)
-        # a threaded child keeps 10 % of its threads free of streams; the rest must hold every subscriber
-        return max(64, math.ceil(subs * 1.15 / self.children) + 16)
+        return self.THREADS
 
     def write_config(self):
         tpc = self.threads_per_child()
         subs = self.sc.get('subs', 0)
         hist = history_size(self.sc)
         self.config = dict(ServerLimit=self.children, ThreadsPerChild=tpc, ThreadStackSize=THREAD_STACK,
-                           SSEHistorySize=hist, SSEMaxSubscribers=subs + 64)
+                           SSEHistorySize=hist, SSEMaxSubscribers=subs + 64,
+                           SSEMaxStreamsPerClient=subs + 64)
         m = APACHE_MODULES
         lines = [
             '# written by bench/run.py for one scenario; not an example of a production setup',
@@ -259,7 +290,7 @@ class ModSse(Server):
             'PidFile run/httpd.pid',
             'DefaultRuntimeDir run',
             'ErrorLog logs/error_log',
-            'LogLevel warn',
+            'LogLevel warn sse:info',
             'LoadModule mpm_event_module %s/mod_mpm_event.so' % m,
             'LoadModule authz_core_module %s/mod_authz_core.so' % m,
             'LoadModule authz_host_module %s/mod_authz_host.so' % m,
@@ -269,7 +300,8 @@ class ModSse(Server):
             'ThreadLimit %d' % tpc,
             'ThreadsPerChild %d' % tpc,
             'MaxRequestWorkers %d' % (self.children * tpc),
-            # no child may be stopped for being idle while it holds streams
+            # no child may be stopped for being idle while it holds streams: with children a multiple
+            # of the buckets, MaxRequestWorkers is the figure mod_sse asks for (SSE00012)
             'MinSpareThreads 1',
             'MaxSpareThreads %d' % (self.children * tpc),
             'ThreadStackSize %d' % THREAD_STACK,
@@ -281,10 +313,12 @@ class ModSse(Server):
             # the graceful stop at the end of a run waits at most this long for streams to end
             'GracefulShutdownTimeout 10',
             # one listening socket per child (SO_REUSEPORT): the kernel spreads connections evenly, where a
-            # shared socket lets one child take most, and a child refuses streams past 90 % of its threads
+            # shared socket lets one child take most of them
             'ListenCoresBucketsRatio 1',
             'SSEHistorySize %d' % hist,
             'SSEMaxSubscribers %d' % (subs + 64),
+            # the load client's subscribers come from four addresses
+            'SSEMaxStreamsPerClient %d' % (subs + 64),
             'SSEKeepAlive 30',
             '<Location /sub>',
             '    SetHandler sse-stream',
@@ -334,13 +368,17 @@ class Nchan(Server):
     def write_config(self):
         subs = self.sc.get('subs', 0)
         hist = history_size(self.sc)
-        # accepting is not balanced between workers, so each must be able to hold them all
-        conns = max(1024, subs + 1024)
-        self.config = dict(worker_processes=2, worker_connections=conns, nchan_message_buffer_length=hist)
+        # enough workers that each holds its share within its open files; reuseport spreads
+        # connections by hash, so each gets room for a third more than its share
+        workers = max(2, math.ceil(subs / int(NOFILE * 0.6)))
+        conns = max(1024, min(NOFILE - 64, math.ceil(subs / workers * 1.3) + 1024))
+        self.workers = workers
+        self.config = dict(worker_processes=workers, worker_connections=conns,
+                           nchan_message_buffer_length=hist)
         conf = '''# written by bench/run.py for one scenario
 load_module {so};
-worker_processes 2;
-worker_rlimit_nofile 20000;
+worker_processes {workers};
+worker_rlimit_nofile {nofile};
 pid {dir}/run/nginx.pid;
 error_log {dir}/logs/error.log warn;
 events {{
@@ -374,7 +412,8 @@ http {{
         }}
     }}
 }}
-'''.format(so=NCHAN_SO, dir=self.dir, conns=conns, hist=hist, port=self.port)
+'''.format(so=NCHAN_SO, dir=self.dir, conns=conns, hist=hist, port=self.port, workers=workers,
+           nofile=NOFILE)
         (self.dir / 'nginx.conf').write_text(conf)
 
     def command(self):
@@ -386,7 +425,7 @@ http {{
         return signal.SIGQUIT     # nginx's graceful shutdown
 
     def ready(self):
-        return len(proc_tree(self.pid)) >= 3
+        return len(proc_tree(self.pid)) >= 1 + getattr(self, 'workers', 2)
 
     def sub_path(self):
         return '/sub/' + CHANNEL
@@ -433,7 +472,7 @@ def run_client(server, sc, scenario_index):
                  '--drain-timeout', str(sc['drain'])]
     if sc['kind'] == 'idle':
         args += ['--idle-wait', '3']
-    if sc['kind'] == 'pubrate':
+    if sc['kind'] in ('pubrate', 'pubstream'):
         args += ['--pub-conns', str(sc['conns']), '--duration', str(sc['duration']), '--payload', '100']
     log('  client: %s' % ' '.join(a if ' ' not in a else repr(a) for a in args))
     t0 = time.monotonic()
@@ -468,6 +507,9 @@ def short(res):
         return 'subs %d/%d  PSS %.0f -> %.0f KB  %.1f KB/sub (all-in)  %.1f KB/sub (added)' % (
             res['subs_connected'], res['subs_requested'], res['pss_before_kb'], res['pss_after_kb'],
             res['kb_per_sub_pss_total'], res['kb_per_sub_pss_delta'])
+    if res['mode'] == 'pubstream':
+        return '%.0f publishes/s  (%d lines sent, %d published)  cpu %.2f us/publish' % (
+            res['publishes_per_s'], res['lines_sent'], res['published'], res['server_cpu_us_per_publish'])
     return '%.0f publishes/s  errors %d  p99 %.2f ms  cpu %.1f us/publish' % (
         res['publishes_per_s'], res['publish_errors'], res['publish_p99_ms'], res['server_cpu_us_per_publish'])
 
@@ -578,6 +620,10 @@ def scenario_table(name, sc, results):
                          fmt(res['pss_before_kb'] / 1024), fmt(res['pss_after_kb'] / 1024),
                          fmt(res['kb_per_sub_pss_total']), fmt(res['kb_per_sub_pss_delta']),
                          fmt(res['disconnects'])])
+        elif kind == 'pubstream':
+            rows.append([LABELS[srv], fmt(res['publishes_per_s']), fmt(res['published']),
+                         fmt(res['lines_sent']), fmt(res['failed_connections']),
+                         fmt(res['server_cpu_us_per_publish']), fmt(res['client_cpu_s'])])
         else:
             rows.append([LABELS[srv], fmt(res['publishes_per_s']), fmt(res['published']),
                          fmt(res['publish_errors']), fmt(res['publish_p50_ms']), fmt(res['publish_p99_ms']),
@@ -593,6 +639,11 @@ def scenario_table(name, sc, results):
         cols = ['server', 'subs', 'connect s', 'processes', 'RSS before MB', 'RSS after MB', 'PSS before MB',
                 'PSS after MB', 'KB/sub all-in', 'KB/sub added', 'dropped']
         desc = '%s idle subscribers, memory sampled 3 s after the last connected' % fmt(sc['subs'])
+    elif kind == 'pubstream':
+        cols = ['server', 'publishes/s', 'published', 'lines sent', 'failed connections', 'CPU µs/publish',
+                'client CPU s']
+        desc = ('%d connections, each one POST of application/x-ndjson streaming 100-byte messages for %s s '
+                '(mod_sse only: the other servers have no streaming publish)' % (sc['conns'], fmt(sc['duration'])))
     else:
         cols = ['server', 'publishes/s', 'published', 'errors', 'p50 ms', 'p99 ms', 'max ms',
                 'CPU µs/publish', 'client CPU s']
@@ -628,17 +679,24 @@ HEADLINE = [
     ('p99 latency ms, fanout', 'fanout', 'latency_p99_ms', 'lower'),
     ('deliveries per second, saturation', 'saturation', 'deliveries_per_s', 'higher'),
     ('KB per idle subscriber (all-in PSS)', 'idle', 'kb_per_sub_pss_total', 'lower'),
+    ('CPU µs per delivery, fan50k', 'fan50k', 'server_cpu_us_per_delivery', 'lower'),
+    ('p99 latency ms, fan50k', 'fan50k', 'latency_p99_ms', 'lower'),
+    ('KB per idle subscriber (all-in PSS)', 'idle50k', 'kb_per_sub_pss_total', 'lower'),
     ('publishes per second', 'pubrate', 'publishes_per_s', 'higher'),
+    # mod_sse's streaming publish against the others' best, one request per message
+    ('publishes per second, mod_sse streaming', ('pubstream', 'pubrate'), 'publishes_per_s', 'higher'),
 ]
 
 
 def headline_table(results, scenarios):
     rows = []
     for label, scen, key, better in HEADLINE:
-        sc = scenarios.get(scen, {})
+        own, others = scen if isinstance(scen, tuple) else (scen, scen)
+        sc = scenarios.get(own, {})
         if sc.get('subs'):
             label += ' (%s subs)' % fmt(sc['subs'])
-        m, n, b = (val(results, scen, s, key) for s in SERVERS)
+        m = val(results, own, 'modsse', key)
+        n, b = (val(results, others, s, key) for s in ('nchan', 'bettersse'))
         if m is None and n is None and b is None:
             continue
 
@@ -681,7 +739,7 @@ def anomalies(results):
                                     fmt(res['rate_achieved']), fmt(float(res['rate_requested']))))
                 if bits:
                     notes.append('%s / %s: %s' % (scen, LABELS[srv], ', '.join(bits)))
-            elif res.get('mode') in ('idle', 'pubrate'):
+            elif res.get('mode') in ('idle', 'pubrate', 'pubstream'):
                 bits = []
                 for key in ('connect_failed', 'busy', 'busy_gave_up', 'disconnects', 'publish_errors'):
                     if res.get(key):
@@ -881,6 +939,8 @@ def main():
         log('scenario %s: %s' % (name, sc['what']))
         results[name] = {}
         for srv_name in servers:
+            if sc.get('only') and srv_name not in sc['only']:
+                continue
             srv = CLASSES[srv_name](sc)
             log(' %s: starting on 127.0.0.1:%d' % (srv.label, srv.port))
             t0 = time.monotonic()

@@ -44,7 +44,7 @@
 /* ------------------------------------------------------------------ */
 /* options */
 
-enum mode { MODE_FANOUT, MODE_IDLE, MODE_PUBRATE };
+enum mode { MODE_FANOUT, MODE_IDLE, MODE_PUBRATE, MODE_PUBSTREAM };
 
 static struct {
     enum mode mode;
@@ -1610,11 +1610,122 @@ static int run_pubrate(void)
 }
 
 /* ------------------------------------------------------------------ */
+/* pubstream: mod_sse's streaming publish, one chunked POST of
+ * application/x-ndjson per connection, as fast as the socket takes it */
+
+struct streamer {
+    pthread_t th;
+    long long lines_sent, published;
+    int status;
+    char error[160];
+};
+
+static int send_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void *streamer_main(void *arg)
+{
+    struct streamer *st = arg;
+    int64_t stop_at = now_ns() + sec_ns(opt.duration);
+    size_t line_len = (size_t)opt.payload + 12, per_chunk = 65536 / line_len + 1, i;
+    size_t body_len = per_chunk * line_len;
+    char *chunk = malloc(body_len + 32), head[512], reply[65536];
+    int fd = socket(AF_INET, SOCK_STREAM, 0), n, size_len;
+    size_t got = 0, whole;
+    const char *p;
+    if (!chunk || fd < 0 || connect(fd, (struct sockaddr *)&server_addr, sizeof server_addr) != 0) {
+        snprintf(st->error, sizeof st->error, "connect: %s", strerror(errno));
+        free(chunk);
+        if (fd >= 0) close(fd);
+        return NULL;
+    }
+    /* one chunk of per_chunk lines {"data":"xxx...x"}, sent again and again */
+    size_len = snprintf(chunk, 32, "%zx\r\n", body_len);
+    for (i = 0; i < per_chunk; i++) {
+        char *l = chunk + size_len + i * line_len;
+        memcpy(l, "{\"data\":\"", 9);
+        memset(l + 9, 'x', (size_t)opt.payload);
+        memcpy(l + 9 + opt.payload, "\"}\n", 3);
+    }
+    memcpy(chunk + size_len + body_len, "\r\n", 2);
+    whole = (size_t)size_len + body_len + 2;
+    n = snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-ndjson"
+                 "\r\nTransfer-Encoding: chunked\r\n\r\n", opt.pub_path, opt.host);
+    if (send_all(fd, head, (size_t)n) != 0) goto broken;
+    while (now_ns() < stop_at) {
+        if (send_all(fd, chunk, whole) != 0) goto broken;
+        st->lines_sent += (long long)per_chunk;
+    }
+    if (send_all(fd, "0\r\n\r\n", 5) != 0) goto broken;
+    for (;;) {
+        ssize_t r = recv(fd, reply + got, sizeof reply - 1 - got, 0);
+        if (r <= 0) break;
+        got += (size_t)r;
+        reply[got] = 0;
+        if ((p = strstr(reply, "\"failed\"")) && strchr(p, '}')) break;
+    }
+    reply[got] = 0;
+    st->status = atoi(reply + 9);
+    if ((p = strstr(reply, "\"published\":"))) st->published = atoll(p + 12);
+    close(fd);
+    free(chunk);
+    return NULL;
+broken:
+    snprintf(st->error, sizeof st->error, "send: %s", strerror(errno));
+    close(fd);
+    free(chunk);
+    return NULL;
+}
+
+static int run_pubstream(void)
+{
+    struct streamer *st = calloc((size_t)opt.pub_conns, sizeof *st);
+    long long sent = 0, published = 0;
+    int k, failed = 0;
+    double cpu0, cpu1, span;
+    int64_t t0;
+    if (!st) die("out of memory");
+    cpu0 = server_cpu(opt.server_pid);
+    t0 = now_ns();
+    for (k = 0; k < opt.pub_conns; k++) pthread_create(&st[k].th, NULL, streamer_main, &st[k]);
+    for (k = 0; k < opt.pub_conns; k++) {
+        pthread_join(st[k].th, NULL);
+        sent += st[k].lines_sent;
+        published += st[k].published;
+        if (st[k].error[0] || st[k].status != 200) {
+            failed++;
+            note("streamer %d: status %d %s", k, st[k].status, st[k].error);
+        }
+    }
+    span = (double)(now_ns() - t0) / 1e9;
+    cpu1 = server_cpu(opt.server_pid);
+    printf("{\"mode\": \"pubstream\", \"connections\": %d, \"duration_s\": %.3f, \"lines_sent\": %lld, "
+           "\"published\": %lld, \"failed_connections\": %d, \"publishes_per_s\": %.1f, "
+           "\"server_cpu_s\": %.3f, \"server_cpu_us_per_publish\": %.3f, \"client_cpu_s\": %.3f, "
+           "\"server_gone\": %s}\n",
+           opt.pub_conns, span, sent, published, failed, span > 0 ? (double)published / span : 0.0,
+           cpu1 - cpu0, published ? (cpu1 - cpu0) * 1e6 / (double)published : -1.0, client_cpu(),
+           cpu1 < 0 ? "true" : "false");
+    fflush(stdout);
+    free(st);
+    return failed ? 1 : 0;
+}
+
+/* ------------------------------------------------------------------ */
 
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: sse_load [fanout|idle|pubrate] --port P [options]\n"
+            "usage: sse_load [fanout|idle|pubrate|pubstream] --port P [options]\n"
             "  --host A            server address (127.0.0.1)\n"
             "  --sub-path PATH     subscribe URL path (/sub/bench)\n"
             "  --pub-path PATH     publish URL path (/pub/bench)\n"
@@ -1624,7 +1735,7 @@ static void usage(void)
             "  --messages M        messages to publish (100)\n"
             "  --payload BYTES     event data size (100)\n"
             "  --pub-conns C       publisher keep-alive connections (fanout 1, pubrate 4)\n"
-            "  --duration S        pubrate: seconds to publish (5)\n"
+            "  --duration S        pubrate, pubstream: seconds to publish (5)\n"
             "  --server-pid PID    server process whose tree's CPU and memory are sampled\n"
             "  --drain-timeout S   wait for deliveries after the last publish (30)\n"
             "  --connect-timeout S whole connect phase (120)\n"
@@ -1653,6 +1764,7 @@ int main(int argc, char **argv)
         if (!strcmp(argv[1], "fanout")) opt.mode = MODE_FANOUT;
         else if (!strcmp(argv[1], "idle")) opt.mode = MODE_IDLE;
         else if (!strcmp(argv[1], "pubrate")) opt.mode = MODE_PUBRATE;
+        else if (!strcmp(argv[1], "pubstream")) opt.mode = MODE_PUBSTREAM;
         else usage();
         argv++;
         argc--;
@@ -1691,7 +1803,7 @@ int main(int argc, char **argv)
     if (opt.procs > opt.subs && opt.subs > 0) opt.procs = opt.subs;
     M = opt.mode == MODE_FANOUT ? opt.messages : 0;
     if (opt.deadline <= 0) {
-        double pub = opt.mode == MODE_PUBRATE ? opt.duration
+        double pub = opt.mode == MODE_PUBRATE || opt.mode == MODE_PUBSTREAM ? opt.duration
                    : opt.rate > 0 ? opt.messages / opt.rate * 2 + 30 : 120;
         opt.deadline = opt.connect_timeout + opt.drain_timeout + opt.idle_wait + pub + 60;
     }
@@ -1710,6 +1822,7 @@ int main(int argc, char **argv)
     case MODE_FANOUT: return run_fanout();
     case MODE_IDLE: return run_idle();
     case MODE_PUBRATE: return run_pubrate();
+    case MODE_PUBSTREAM: return run_pubstream();
     }
     return 1;
 }

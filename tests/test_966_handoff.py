@@ -3,6 +3,7 @@ Its request is logged when it is handed to the writer; restarts and stops
 end it cleanly (last chunk) so clients reconnect and resume; a child takes
 no more streams than its open files allow; SSEHandOff Off keeps the thread;
 TLS streams keep theirs and stay correct."""
+import os
 import re
 import resource
 import ssl
@@ -72,22 +73,30 @@ def test_restart_and_stop_end_handed_off_streams_cleanly(httpd_factory, how):
 
 
 # a child takes no more handed-off streams than its open files allow (ulimit -n
-# less a tenth, at least 64): the next subscriber is told to come back later
+# less a tenth, at least 64): the next subscriber is told to come back later.
+# Handed-off streams leave threads idle, so the MPM never starts the second
+# child the configuration has room for: the log says to raise StartServers.
 def test_open_files_bound_streams_per_child(httpd_factory):
-    srv = httpd_factory.create('files', mpm_conf=['StartServers 1', 'ServerLimit 1',
-                               'ThreadsPerChild 20', 'MaxRequestWorkers 20',
-                               'MinSpareThreads 1', 'MaxSpareThreads 20'],
+    srv = httpd_factory.create('files', mpm_conf=['StartServers 1', 'ServerLimit 2',
+                               'ThreadsPerChild 20', 'MaxRequestWorkers 40',
+                               'MinSpareThreads 1', 'MaxSpareThreads 40'],
                                global_extra=['SSEMaxStreamsPerClient 1000'])
     srv.preexec = set_files_limit(320)
     srv.start(expect_children=1)
     room = 320 - 64
-    assert srv.status()['max_subscribers'] == room
+    assert srv.status()['max_subscribers'] == 2 * room
+    assert len(srv.status()['children']) == 1
     ch = uniq('files')
     streams = [srv.sub('/events/%s' % ch) for _ in range(room)]
     assert wait_until(lambda: srv.status()['writer_streams'] == room, 15), srv.status()
+    pos = srv.log_size()
     extra = SseStream(srv.port, '/events/%s' % ch)
     assert extra.status == 200 and extra.wait_comment('busy, retry later', 5)
     extra.close()
+    assert wait_until(lambda: 'SSE00111' in srv.read_log(pos), 5)
+    assert 'as many streams as its open files allow (ulimit -n); 1 of 2 children ' \
+           'are running: set StartServers to MaxRequestWorkers / ThreadsPerChild' \
+           in srv.read_log(pos)
     assert requests.get(srv.url('/index.html'), timeout=10).status_code == 200
     streams.pop().close()
     assert wait_until(lambda: srv.status()['writer_streams'] == room - 1, 10)
@@ -182,3 +191,60 @@ def test_publish_wakes_only_its_channels_threads(httpd_factory):
     assert sum(c['thread_wakeups'] for c in srv.status()['children']) - before >= woken + 1
     for s in sleepers + [worker]:
         s.close()
+
+
+# Handed-off streams leave every thread idle. With ListenCoresBucketsRatio the
+# MPM stops a child of a bucket whose idle threads exceed MaxSpareThreads /
+# buckets, so MaxSpareThreads = MaxRequestWorkers is not enough when a bucket
+# has more children than another: mod_sse says what it must be, and with that
+# value no child is stopped and every stream stays open.
+BUCKET_MPM = ['StartServers 3', 'ServerLimit 4', 'ThreadsPerChild 10', 'MaxRequestWorkers 40',
+              'MinSpareThreads 1', 'ListenCoresBucketsRatio 1']
+
+
+def online_cores():
+    return os.sysconf('SC_NPROCESSORS_ONLN')
+
+
+@pytest.mark.skipif(online_cores() != 2, reason='the figures below are for 2 listener buckets')
+def test_startup_notice_names_the_max_spare_threads_buckets_need(httpd_factory):
+    srv = httpd_factory.start('buckets-low', expect_children=3,
+                              mpm_conf=BUCKET_MPM + ['MaxSpareThreads 30'])
+    log = srv.read_log()
+    assert 'SSE00012: MaxSpareThreads 30 is below 40 (2 listener bucket(s) x 2 child(ren) ' \
+           'each x ThreadsPerChild 10)' in log, log
+    assert 'set MaxSpareThreads to 40' in log
+    assert 'SSE00014' not in log
+
+
+@pytest.mark.skipif(online_cores() != 2, reason='the figures below are for 2 listener buckets')
+def test_streams_outlive_idle_maintenance_with_the_advised_spare_threads(httpd_factory):
+    srv = httpd_factory.start('buckets-ok', expect_children=3,
+                              mpm_conf=BUCKET_MPM + ['MaxSpareThreads 40'],
+                              global_extra=['SSEMaxStreamsPerClient 1000'])
+    assert 'SSE00012' not in srv.read_log()
+    children = set(srv.child_pids())
+    ch = uniq('spare')
+    streams = [srv.sub('/events/%s' % ch) for _ in range(30)]
+    assert wait_until(lambda: srv.status()['writer_streams'] == 30, 10)
+    # idle maintenance runs once a second; give it several rounds
+    time.sleep(5)
+    assert set(srv.child_pids()) == children
+    assert [s for s in streams if s.ended] == []
+    r = srv.pub(ch, 'still here')
+    assert r['subscribers'] == 30
+    for s in streams:
+        assert [e.data for e in s.wait_for(1)] == ['still here']
+        s.close()
+
+
+# children that do not divide evenly over the buckets get uneven shares of
+# new streams: said at startup
+@pytest.mark.skipif(online_cores() != 2, reason='the figures below are for 2 listener buckets')
+def test_startup_notice_for_children_uneven_over_buckets(httpd_factory):
+    srv = httpd_factory.start('buckets-uneven', expect_children=3,
+                              mpm_conf=['StartServers 3', 'ServerLimit 3', 'ThreadsPerChild 10',
+                                        'MaxRequestWorkers 30', 'MinSpareThreads 1',
+                                        'MaxSpareThreads 40', 'ListenCoresBucketsRatio 1'])
+    assert 'SSE00014: 3 children over 2 listener buckets (ListenCoresBucketsRatio 1)' \
+        in srv.read_log()
