@@ -185,22 +185,29 @@ const char *sse_access_admin_origin(request_rec *r)
     return NULL;
 }
 
-/* Preflights carry no credentials, so they are answered here, before
- * access control would ask for them; only for listed origins, and they
- * give away nothing but the CORS policy. */
-static int answer_preflight(request_rec *r)
+/* CORS before access control. Preflights carry no credentials, so they
+ * are answered here, before access control would ask for them; only for
+ * listed origins, and they give away nothing but the CORS policy. */
+static int cors_before_access(request_rec *r)
 {
     const char *origin = apr_table_get(r->headers_in, "Origin");
     const sse_location *loc;
     origin_grant g;
     int admin;
 
-    if (r->method_number != M_OPTIONS || !origin
+    loc = sse_location_of(r);
+    if (!origin || !loc->handler) return DECLINED;
+    if (r->method_number != M_OPTIONS
         || !apr_table_get(r->headers_in, "Access-Control-Request-Method")) {
+        /* from here on, so that a listed page can read why a stream was
+         * refused (401, 403, 400, 405) as well as the stream itself; the
+         * admin API sets them once the request passed its origin checks */
+        if (!strcmp(loc->handler, SSE_HANDLER_STREAM)) {
+            sse_access_cors_headers(r);
+        }
         return DECLINED;
     }
-    loc = sse_location_of(r);
-    if (!loc->handler || !(g = cors_grant(r, origin))) return DECLINED;
+    if (!(g = cors_grant(r, origin))) return DECLINED;
     admin = !strcmp(loc->handler, SSE_HANDLER_ADMIN);
     set_cors(r, origin, g);
     apr_table_setn(r->err_headers_out, "Access-Control-Allow-Methods",
@@ -216,56 +223,80 @@ static int answer_preflight(request_rec *r)
 
 /* ----------------------------------------------------------------- tokens */
 
-/* Replaces the first occurrence of value after the '?' of s. */
-static char *redact_in(apr_pool_t *p, const char *s, const char *raw,
-                       apr_size_t raw_len)
+/* s with its query (the text after '?' up to a space or the end) made
+ * query instead. */
+static char *with_query(apr_pool_t *p, const char *s, const char *query)
 {
-    const char *q, *at;
+    const char *q, *after;
     if (!s || !(q = strchr(s, '?'))) return (char *)s;
-    at = strstr(q, raw);
-    if (!at) return (char *)s;
-    return apr_pstrcat(p, apr_pstrmemdup(p, s, (apr_size_t)(at - s)),
-                       TOKEN_SHOWN, at + raw_len, NULL);
+    after = q + 1 + strcspn(q + 1, " ");
+    return apr_pstrcat(p, apr_pstrmemdup(p, s, (apr_size_t)(q + 1 - s)),
+                       query, after, NULL);
+}
+
+/* Non-zero when the raw name of a name=value pair decodes to the token
+ * parameter's name ("%61uthorization" is "authorization"). */
+static int names_token(apr_pool_t *p, const char *pair, apr_size_t name_len)
+{
+    apr_array_header_t *one;
+    /* each decoded byte takes 1 to 3 raw ones */
+    if (name_len < sizeof(TOKEN_PARAM) - 1
+        || name_len > 3 * (sizeof(TOKEN_PARAM) - 1)) {
+        return 0;
+    }
+    one = sse_query_parse(p, apr_pstrmemdup(p, pair, name_len));
+    return one && one->nelts == 1
+           && sse_query_is(&APR_ARRAY_IDX(one, 0, sse_query_param),
+                           TOKEN_PARAM);
 }
 
 /* Takes ?authorization= out of everything a log or status page shows,
- * keeping its decoded value for sse_access_token. */
+ * keeping its decoded value for sse_access_token: every pair whose name
+ * decodes to it, however spelled, decodable value or not. */
 static int take_query_token(request_rec *r)
 {
     const char *s = r->args;
     const sse_query_param *qp;
     apr_array_header_t *params;
+    apr_size_t pairs = 1, i;
+    char *shown, *out;
+    int redacted = 0;
 
-    if (!s || !strstr(s, TOKEN_PARAM "=") || !sse_location_of(r)->handler) {
-        return DECLINED;
-    }
+    if (!s || !*s || !sse_location_of(r)->handler) return DECLINED;
     params = sse_query_parse(r->pool, s);
     if (params && (qp = sse_query_get(params, TOKEN_PARAM))) {
         sse_request_state_get(r)->query_token = qp->value;
     }
-    /* every raw occurrence goes, decodable or not */
-    while ((s = strstr(s, TOKEN_PARAM "="))) {
-        const char *v = s + sizeof(TOKEN_PARAM);
-        apr_size_t n = strcspn(v, "&");
-        char *raw;
-        if (s != r->args && s[-1] != '&') {
-            s = v;
-            continue;
+    for (i = 0; s[i]; i++) pairs += s[i] == '&';
+    out = shown = apr_palloc(r->pool, strlen(s) + 1
+                                      + pairs * sizeof(TOKEN_SHOWN));
+    while (*s) {
+        apr_size_t pair_len = strcspn(s, "&");
+        apr_size_t name_len = strcspn(s, "=&");
+        apr_size_t value_len = pair_len - name_len - (name_len < pair_len);
+        const char *value = s + name_len + 1;
+        if (value_len > 0
+            && !(value_len == sizeof(TOKEN_SHOWN) - 1
+                 && !memcmp(value, TOKEN_SHOWN, value_len))
+            && names_token(r->pool, s, name_len)) {
+            memcpy(out, s, name_len + 1);
+            memcpy(out + name_len + 1, TOKEN_SHOWN, sizeof(TOKEN_SHOWN) - 1);
+            out += name_len + sizeof(TOKEN_SHOWN);
+            redacted = 1;
         }
-        if (n == 0 || (n == sizeof(TOKEN_SHOWN) - 1
-                       && !strncmp(v, TOKEN_SHOWN, n))) {
-            s = v + n;
-            continue;
+        else {
+            memcpy(out, s, pair_len);
+            out += pair_len;
         }
-        raw = apr_pstrmemdup(r->pool, v, n);
-        r->the_request = redact_in(r->pool, r->the_request, raw, n);
-        r->unparsed_uri = redact_in(r->pool, r->unparsed_uri, raw, n);
-        r->args = apr_pstrcat(r->pool,
-                              apr_pstrmemdup(r->pool, r->args,
-                                             (apr_size_t)(v - r->args)),
-                              TOKEN_SHOWN, v + n, NULL);
-        r->parsed_uri.query = r->args;
-        s = r->args;
+        if (s[pair_len] == '&') *out++ = '&';
+        s += pair_len + (s[pair_len] == '&');
+    }
+    *out = '\0';
+    if (redacted) {
+        r->the_request = with_query(r->pool, r->the_request, shown);
+        r->unparsed_uri = with_query(r->pool, r->unparsed_uri, shown);
+        r->args = shown;
+        r->parsed_uri.query = shown;
     }
     return DECLINED;
 }
@@ -325,5 +356,5 @@ int sse_access_token_grants(const apr_array_header_t *patterns,
 void sse_access_register_hooks(void)
 {
     ap_hook_translate_name(take_query_token, NULL, NULL, APR_HOOK_FIRST);
-    ap_hook_header_parser(answer_preflight, NULL, NULL, APR_HOOK_FIRST);
+    ap_hook_header_parser(cors_before_access, NULL, NULL, APR_HOOK_FIRST);
 }

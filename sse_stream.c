@@ -453,7 +453,6 @@ static int sse_stream_handler(request_rec *r)
     if ((status = ap_discard_request_body(r)) != OK) {
         return status;
     }
-    sse_access_cors_headers(r);
     dc = sse_config_dir(r);
     if ((status = sse_request_resolve(r, &req)) != OK) {
         return status;

@@ -232,6 +232,28 @@ def test_tokens_never_logged(tok):
     assert 'SSE00302' in logs      # the refusals are logged, with their reason only
 
 
+# a token sent twice, or under an escaped name that decodes to
+# "authorization", is used (the last one) and reaches no log either
+@pytest.mark.parametrize('query,shown', [
+    ('authorization=x&%61uthorization={t}', 'authorization=redacted&%61uthorization=redacted'),
+    ('%61%75%74horization={t}&y=1', '%61%75%74horization=redacted&y=1'),
+    ('authorization={t}&authorization={t}', 'authorization=redacted&authorization=redacted')])
+def test_escaped_and_repeated_query_tokens_never_logged(tok, query, shown):
+    pos = tok.log_size()
+    access = tok.dir / 'logs' / 'access_log'
+    apos = access.stat().st_size
+    t = token(tok)
+    s = open_stream(tok, '/tok/news?' + query.format(t=t))
+    assert s.status == 200
+    s.close()
+    assert wait_until(lambda: access.stat().st_size > apos)
+    time.sleep(0.3)
+    logs = tok.read_log(pos) + access.read_bytes()[apos:].decode('utf-8', 'replace')
+    for part in t.split('.'):
+        assert part not in logs
+    assert '/tok/news?%s HTTP/1.1' % shown in logs
+
+
 # an admin location with SSETokenKey: the sse_publish claim decides
 def test_admin_with_token(tok):
     ch = uniq('pubtok')

@@ -185,3 +185,21 @@ def test_reserved_event_types_refused(web, how):
     assert 'reserved' in r.json()['error']
     assert web.channel(ch) is None
     assert web.pub(ch, 'fine', event='ssereset')['id']
+
+
+# a listed page can read why its stream was refused: errors carry the CORS
+# headers too, whichever step refused
+@pytest.mark.parametrize('method,path,status', [
+    ('POST', '/cors/x', 405),
+    ('GET', '/cors/' + 'a' * 129, 400),
+    ('GET', '/cors', 400),
+])
+def test_stream_errors_carry_cors_headers(web, method, path, status):
+    r = web.request(method, path, headers={'Origin': 'https://app.example',
+                                           'Accept': 'text/event-stream'}, data=b'')
+    assert r.status_code == status, r.text
+    assert r.headers.get('Access-Control-Allow-Origin') == 'https://app.example'
+    assert r.headers['Vary'] == 'Origin'
+    r = web.request(method, path, headers={'Origin': 'https://evil.example'}, data=b'')
+    assert r.status_code == status
+    assert 'Access-Control-Allow-Origin' not in r.headers
