@@ -15,8 +15,9 @@ SUBSCRIBERS = 1000
 CHANNELS = 4
 RESTARTS = 3
 RATE = 20                      # publishes per second, over all channels
+# MaxSpareThreads: 2 buckets x 2 children in the fuller x 500 (SSE00012)
 MPM = ['StartServers 3', 'ServerLimit 6', 'ThreadLimit 500', 'ThreadsPerChild 500',
-       'MaxRequestWorkers 1500', 'MinSpareThreads 1', 'MaxSpareThreads 1500',
+       'MaxRequestWorkers 1500', 'MinSpareThreads 1', 'MaxSpareThreads 2000',
        'ThreadStackSize 131072', 'ListenBacklog 4096', 'ListenCoresBucketsRatio 1']
 GENERATION_LINE = r'resuming normal operations'
 # httpd's, not mod_sse's: a graceful restart replaces the SO_REUSEPORT
