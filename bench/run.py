@@ -8,8 +8,8 @@ bench/work/sse_load (built by `make bench`).
 Environment:
   BENCH_QUICK=1                 every scenario about 10x smaller (a smoke run)
   BENCH_ONLY=modsse,nchan       servers to run (modsse, nchan, bettersse)
-  BENCH_SCENARIOS=light,idle    scenarios to run (light, saturation, fanout, idle, fan50k, idle50k, pubrate,
-                                pubstream)
+  BENCH_SCENARIOS=light,idle    scenarios to run (light, saturation, fanout, idle, fan50k, idle50k, restart50k,
+                                pubrate, pubstream)
   BENCH_THREAD_STACK=131072     mod_sse's ThreadStackSize
   BENCH_OUT=dir                 where results go; default bench/results for a full run, else bench/work/results
 
@@ -65,6 +65,8 @@ SCENARIOS = {
                    only=['modsse', 'nchan'], what='50,000 subscribers on one channel, 20 events at 2/s'),
     'idle50k': dict(kind='idle', subs=50000, procs=4, only=['modsse', 'nchan'],
                     what='memory per idle subscriber at 50,000'),
+    'restart50k': dict(kind='lifecycle', subs=50000, procs=4, only=['modsse', 'nchan'],
+                       what='graceful restart and stop with 50,000 open streams'),
     'pubrate': dict(kind='pubrate', conns=4, duration=5, what='publishes per second, no subscribers'),
     'pubstream': dict(kind='pubstream', conns=4, duration=5, only=['modsse'],
                       what='publishes per second with the streaming publish (mod_sse only), no subscribers'),
@@ -76,6 +78,7 @@ QUICK_SCENARIOS = {
     'idle': dict(subs=1000),
     'fan50k': dict(subs=5000),
     'idle50k': dict(subs=5000),
+    'restart50k': dict(subs=5000),
     'pubrate': dict(duration=1),
     'pubstream': dict(duration=1),
 }
@@ -344,6 +347,9 @@ class ModSse(Server):
     def stop_signal(self):
         return signal.SIGWINCH    # httpd's graceful-stop
 
+    def restart_signal(self):
+        return signal.SIGUSR1     # httpd's graceful restart
+
     def sub_path(self):
         return '/sub/' + CHANNEL
 
@@ -424,6 +430,9 @@ http {{
     def stop_signal(self):
         return signal.SIGQUIT     # nginx's graceful shutdown
 
+    def restart_signal(self):
+        return signal.SIGHUP      # nginx's reload: new workers, the old ones shut down gracefully
+
     def ready(self):
         return len(proc_tree(self.pid)) >= 1 + getattr(self, 'workers', 2)
 
@@ -494,6 +503,63 @@ def run_client(server, sc, scenario_index):
     return res
 
 
+def alive(pid):
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:
+        return False
+
+
+def hold_streams(server, sc, src_base):
+    """Starts an idle client that holds sc['subs'] streams; returns it once all are connected (or None, and
+    what it said, when they are not within the connect timeout)."""
+    args = [str(CLIENT), 'idle', '--port', str(server.port), '--server-pid', str(server.pid),
+            '--pub-path', server.pub_path(), '--sub-path', server.sub_path(), '--src-base', str(src_base),
+            '--subs', str(sc['subs']), '--procs', str(sc['procs']), '--idle-wait', '60']
+    log('  client: %s' % ' '.join(args))
+    client = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=raise_nofile)
+    said = []
+    for line in client.stderr:
+        said.append(line.rstrip())
+        print('    ' + line.rstrip(), flush=True)
+        m = re.search(r'connected (\d+)/(\d+)', line)
+        if m and m.group(1) == m.group(2):
+            return client, said
+    client.wait()
+    return None, said
+
+
+def run_lifecycle(server, sc, scenario_index):
+    """With every stream open: how long a graceful restart takes until the last old process is gone, then
+    (streams opened again) how long a stop takes until the server has exited."""
+    res = {'mode': 'lifecycle', 'subs_requested': sc['subs']}
+    for step, sig in (('graceful', server.restart_signal()), ('stop', signal.SIGTERM)):
+        client, said = hold_streams(server, sc, 10 + 4 * scenario_index + (4 if step == 'stop' else 0))
+        if not client:
+            res['error'] = '%s: not every stream connected: %s' % (step, ' | '.join(said[-3:]))
+            return res
+        time.sleep(2)
+        old = proc_tree(server.pid) - {server.pid}
+        t0 = time.monotonic()
+        os.kill(server.pid, sig)
+        gone = (lambda: not any(alive(p) for p in old)) if step == 'graceful' \
+            else (lambda: server.proc.poll() is not None)
+        while not gone() and time.monotonic() - t0 < 60:
+            time.sleep(0.01)
+        res[step + '_s'] = round(time.monotonic() - t0, 3) if gone() else None
+        client.terminate()
+        client.wait()
+        if step == 'graceful':
+            deadline = time.monotonic() + 30
+            while not server.ready() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(2)
+    res['subs_connected'] = sc['subs']
+    return res
+
+
 def short(res):
     if 'error' in res:
         return 'ERROR ' + res['error']
@@ -507,6 +573,9 @@ def short(res):
         return 'subs %d/%d  PSS %.0f -> %.0f KB  %.1f KB/sub (all-in)  %.1f KB/sub (added)' % (
             res['subs_connected'], res['subs_requested'], res['pss_before_kb'], res['pss_after_kb'],
             res['kb_per_sub_pss_total'], res['kb_per_sub_pss_delta'])
+    if res['mode'] == 'lifecycle':
+        return 'graceful restart %s s, stop %s s with %d open streams' % (
+            fmt(res['graceful_s']), fmt(res['stop_s']), res['subs_connected'])
     if res['mode'] == 'pubstream':
         return '%.0f publishes/s  (%d lines sent, %d published)  cpu %.2f us/publish' % (
             res['publishes_per_s'], res['lines_sent'], res['published'], res['server_cpu_us_per_publish'])
@@ -620,6 +689,8 @@ def scenario_table(name, sc, results):
                          fmt(res['pss_before_kb'] / 1024), fmt(res['pss_after_kb'] / 1024),
                          fmt(res['kb_per_sub_pss_total']), fmt(res['kb_per_sub_pss_delta']),
                          fmt(res['disconnects'])])
+        elif kind == 'lifecycle':
+            rows.append([LABELS[srv], fmt(res['subs_connected']), fmt(res['graceful_s']), fmt(res['stop_s'])])
         elif kind == 'pubstream':
             rows.append([LABELS[srv], fmt(res['publishes_per_s']), fmt(res['published']),
                          fmt(res['lines_sent']), fmt(res['failed_connections']),
@@ -639,6 +710,11 @@ def scenario_table(name, sc, results):
         cols = ['server', 'subs', 'connect s', 'processes', 'RSS before MB', 'RSS after MB', 'PSS before MB',
                 'PSS after MB', 'KB/sub all-in', 'KB/sub added', 'dropped']
         desc = '%s idle subscribers, memory sampled 3 s after the last connected' % fmt(sc['subs'])
+    elif kind == 'lifecycle':
+        cols = ['server', 'open streams', 'graceful restart s', 'stop s']
+        desc = ('%s idle streams held open; graceful restart (httpd SIGUSR1, nginx SIGHUP) timed until the '
+                'last old process is gone, then, with the streams opened again, stop (SIGTERM) until the server '
+                'has exited' % fmt(sc['subs']))
     elif kind == 'pubstream':
         cols = ['server', 'publishes/s', 'published', 'lines sent', 'failed connections', 'CPU µs/publish',
                 'client CPU s']
@@ -682,6 +758,8 @@ HEADLINE = [
     ('CPU µs per delivery, fan50k', 'fan50k', 'server_cpu_us_per_delivery', 'lower'),
     ('p99 latency ms, fan50k', 'fan50k', 'latency_p99_ms', 'lower'),
     ('KB per idle subscriber (all-in PSS)', 'idle50k', 'kb_per_sub_pss_total', 'lower'),
+    ('graceful restart s, 50,000 open streams', 'restart50k', 'graceful_s', 'lower'),
+    ('stop s, 50,000 open streams', 'restart50k', 'stop_s', 'lower'),
     ('publishes per second', 'pubrate', 'publishes_per_s', 'higher'),
     # mod_sse's streaming publish against the others' best, one request per message
     ('publishes per second, mod_sse streaming', ('pubstream', 'pubrate'), 'publishes_per_s', 'higher'),
@@ -739,6 +817,10 @@ def anomalies(results):
                                     fmt(res['rate_achieved']), fmt(float(res['rate_requested']))))
                 if bits:
                     notes.append('%s / %s: %s' % (scen, LABELS[srv], ', '.join(bits)))
+            elif res.get('mode') == 'lifecycle':
+                late = [k for k in ('graceful_s', 'stop_s') if res.get(k) is None]
+                if late:
+                    notes.append('%s / %s: %s not done within 60 s' % (scen, LABELS[srv], ', '.join(late)))
             elif res.get('mode') in ('idle', 'pubrate', 'pubstream'):
                 bits = []
                 for key in ('connect_failed', 'busy', 'busy_gave_up', 'disconnects', 'publish_errors'):
@@ -950,7 +1032,7 @@ def main():
                 continue
             log(' %s: up in %.1f s (pid %d)' % (srv.label, time.monotonic() - t0, srv.pid))
             try:
-                res = run_client(srv, sc, idx)
+                res = (run_lifecycle if sc['kind'] == 'lifecycle' else run_client)(srv, sc, idx)
             finally:
                 srv.stop()
             res['config'] = srv.config
