@@ -44,11 +44,13 @@ build/unit_tests: $(UNIT_DEPS)
 unit: build/unit_tests
 	./build/unit_tests
 
+# the whole suite: unit tests, pytest against a real httpd, the fault suite
 test: deps all unit
 	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q tests/faults
 
-# the fault suite: crashes inside the store lock, restarts under load,
-# connection churn, hostile input (tests/faults); prints its figures
+# the fault suite alone: crashes inside the store lock, restarts under load,
+# connection churn, idle maintenance, hostile input; prints its figures
 test-faults: deps all
 	$(PYTHON) -m pytest -q -s tests/faults
 

@@ -9,8 +9,9 @@ Environment:
   BENCH_QUICK=1                 every scenario about 10x smaller (a smoke run)
   BENCH_ONLY=modsse,nchan       servers to run (modsse, nchan, bettersse)
   BENCH_SCENARIOS=light,idle    scenarios to run (light, saturation, fanout, idle, fan50k, idle50k, restart50k,
-                                pubrate, pubstream)
+                                pubrate, pubrate-event, pubstream)
   BENCH_THREAD_STACK=131072     mod_sse's ThreadStackSize
+  BENCH_MPM=worker              mod_sse's MPM (worker or event; scenario pubrate-event is always event)
   BENCH_OUT=dir                 where results go; default bench/results for a full run, else bench/work/results
 
 `run.py --report DIR` renders DIR/results.md and the plots again from DIR/results.json without running anything
@@ -44,6 +45,7 @@ BETTER_SSE_DIR = BENCH / 'better-sse'
 
 QUICK = os.environ.get('BENCH_QUICK', '') not in ('', '0')
 THREAD_STACK = int(os.environ.get('BENCH_THREAD_STACK', '131072'))
+MPM = os.environ.get('BENCH_MPM', 'worker')
 
 # Ports well above the usual ones, one per server, so a server that lingers cannot answer for another.
 PORTS = {'modsse': 18790, 'nchan': 18791, 'bettersse': 18792}
@@ -68,6 +70,9 @@ SCENARIOS = {
     'restart50k': dict(kind='lifecycle', subs=50000, procs=4, only=['modsse', 'nchan'],
                        what='graceful restart and stop with 50,000 open streams'),
     'pubrate': dict(kind='pubrate', conns=4, duration=5, what='publishes per second, no subscribers'),
+    # the same under mpm_event, which hands every keep-alive request from its listener thread to a worker
+    'pubrate-event': dict(kind='pubrate', conns=4, duration=5, only=['modsse'], mpm='event',
+                          what='publishes per second under mpm_event (mod_sse only), no subscribers'),
     'pubstream': dict(kind='pubstream', conns=4, duration=5, only=['modsse'],
                       what='publishes per second with the streaming publish (mod_sse only), no subscribers'),
 }
@@ -80,6 +85,7 @@ QUICK_SCENARIOS = {
     'idle50k': dict(subs=5000),
     'restart50k': dict(subs=5000),
     'pubrate': dict(duration=1),
+    'pubrate-event': dict(duration=1),
     'pubstream': dict(duration=1),
 }
 
@@ -267,12 +273,13 @@ class ModSse(Server):
     def children(self):
         # a child owns at most its open files less a tenth (README, "Limits
         # and sizing"): enough children for every subscriber, at least 2
-        # and a multiple of the listener buckets (one per core), which the
-        # kernel fills evenly
+        # and half as many again, since the children of one listener bucket
+        # do not share its connections evenly; a multiple of the buckets (one
+        # per core), which the kernel fills evenly
         subs = self.sc.get('subs', 0)
         per_child = int(NOFILE * 0.9) - 1000
         cores = os.sysconf('SC_NPROCESSORS_ONLN')
-        return cores * math.ceil(max(2, math.ceil(subs / per_child)) / cores)
+        return cores * math.ceil(max(2, math.ceil(1.5 * subs / per_child)) / cores)
 
     def threads_per_child(self):
         return self.THREADS
@@ -294,7 +301,7 @@ class ModSse(Server):
             'DefaultRuntimeDir run',
             'ErrorLog logs/error_log',
             'LogLevel warn sse:info',
-            'LoadModule mpm_event_module %s/mod_mpm_event.so' % m,
+            'LoadModule mpm_{0}_module {1}/mod_mpm_{0}.so'.format(self.sc.get('mpm', MPM), m),
             'LoadModule authz_core_module %s/mod_authz_core.so' % m,
             'LoadModule authz_host_module %s/mod_authz_host.so' % m,
             'LoadModule sse_module %s' % os.path.relpath(self.module, self.dir),
@@ -761,6 +768,7 @@ HEADLINE = [
     ('graceful restart s, open streams', 'restart50k', 'graceful_s', 'lower'),
     ('stop s, open streams', 'restart50k', 'stop_s', 'lower'),
     ('publishes per second', 'pubrate', 'publishes_per_s', 'higher'),
+    ('publishes per second, mod_sse under mpm_event', ('pubrate-event', 'pubrate'), 'publishes_per_s', 'higher'),
     # mod_sse's streaming publish against the others' best, one request per message
     ('publishes per second, mod_sse streaming', ('pubstream', 'pubrate'), 'publishes_per_s', 'higher'),
 ]
