@@ -31,6 +31,7 @@
 #include "sse_publish.h"
 #include "sse_stream.h"
 #include "sse_admin.h"
+#include "sse_report.h"
 #include "sse_location.h"
 #include "sse_access.h"
 
@@ -488,6 +489,7 @@ static void sse_register_hooks(apr_pool_t *p)
     sse_access_register_hooks();
     sse_stream_register_hooks();
     sse_admin_register_hooks();
+    sse_report_register_hooks();
 }
 
 AP_DECLARE_MODULE(sse) = {

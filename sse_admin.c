@@ -6,6 +6,7 @@
  *   DELETE channels/{channel}   drop history, end subscribers' streams
  *   GET    channels             all channels
  *   GET    status               server totals
+ *   GET    metrics              the same, for Prometheus (sse_report.c)
  *
  * Access control is httpd's (Require on the location); sse_access.c adds
  * the refusal of other sites' pages and, with SSETokenKey, tokens whose
@@ -33,6 +34,7 @@
 #include "sse_location.h"
 #include "sse_jwt.h"
 #include "sse_access.h"
+#include "sse_report.h"
 
 /* A JSON publish may be this many times SSEMaxMessageSize: room for
  * escaping and for batches. */
@@ -64,7 +66,8 @@ static int reply_error(request_rec *r, int status, const char *msg)
 static int not_allowed(request_rec *r, const char *allow)
 {
     r->allowed = 0;
-    apr_table_setn(r->err_headers_out, "Allow", allow);
+    /* reply() answers with the status set, so headers_out is sent together
+     * with err_headers_out: the header goes in one of them only */
     apr_table_setn(r->headers_out, "Allow", allow);
     return reply_error(r, HTTP_METHOD_NOT_ALLOWED, apr_psprintf(r->pool,
                        "method %s not allowed here (allowed: %s)",
@@ -232,6 +235,7 @@ static int publish(request_rec *r, const char *channel)
     apr_size_t len;
     int json = is_json(r), status, i;
 
+    apr_table_setn(r->notes, "sse-channels", channel);
     if (is_ndjson(r)) {
         const char *summary;
         sse_publish_stream(r, channel, &summary, &status);
@@ -265,6 +269,8 @@ static int publish(request_rec *r, const char *channel)
         why = result.error;
         goto refused_counted;
     }
+    apr_table_setn(r->notes, "sse-events",
+                   apr_itoa(r->pool, events->nelts));
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, SSE_LOGNO(00202)
                   "published %d event(s) to '%s', first id %" APR_UINT64_T_FMT
                   ", %u subscriber(s)", events->nelts, channel,
@@ -443,10 +449,14 @@ static int sse_admin_handler(request_rec *r)
                            "error log)");
     }
     if (!strcmp(path, "status") || !strcmp(path, "channels")
-        || !strcmp(path, "channels/")) {
+        || !strcmp(path, "channels/") || !strcmp(path, "metrics")) {
         if (grants && !sse_access_token_grants(grants->publish, NULL)) {
             return reply_error(r, HTTP_FORBIDDEN, "the token's sse_publish "
                                "claim does not grant every channel (\"*\")");
+        }
+        if (path[0] == 'm') {
+            return r->method_number == M_GET ? sse_report_metrics(r, st)
+                                             : not_allowed(r, "GET");
         }
         return path[0] == 's' ? server_status(r, st) : list_channels(r, st);
     }
@@ -463,7 +473,7 @@ static int sse_admin_handler(request_rec *r)
         return channel_request(r, st, path + 9);
     }
     return reply_error(r, HTTP_NOT_FOUND, apr_psprintf(r->pool,
-                       "no such admin resource '%s' (use status, channels, "
+                       "no such admin resource '%s' (use status, metrics, channels, "
                        "channels/{channel})",
                        sse_printable(r->pool, path, strlen(path))));
 }

@@ -192,6 +192,8 @@ static char *summary(ndjson_ctx *x, const char *body_error)
                            ? ",\"errors_truncated\":true" : "";
     sse_id_format(first, x->first_id);
     sse_id_format(last, x->last_id);
+    apr_table_setn(x->r->notes, "sse-events", apr_psprintf(x->r->pool,
+                   "%" APR_UINT64_T_FMT, x->published));
     return apr_psprintf(x->r->pool,
         "{\"channel\":\"%s\",\"lines\":%" APR_UINT64_T_FMT ",\"published\":%"
         APR_UINT64_T_FMT ",\"failed\":%" APR_UINT64_T_FMT ",\"first_id\":%s,"

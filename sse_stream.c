@@ -349,6 +349,18 @@ static apr_status_t hand_off(stream_ctx *sc, int keepalive_sec,
     return APR_SUCCESS;
 }
 
+/* Request notes for LogFormat's %{sse-...}n. A handed-off stream is logged
+ * at hand-off, so there they count what went out on the worker thread; its
+ * SSE00401 line in the error log gives the totals when it ends. */
+static void note_stream(stream_ctx *sc, const char *end)
+{
+    apr_table_setn(sc->r->notes, "sse-events", apr_psprintf(sc->r->pool,
+                   "%" APR_UINT64_T_FMT, sc->delivered));
+    apr_table_setn(sc->r->notes, "sse-bytes", apr_psprintf(sc->r->pool,
+                   "%" APR_UINT64_T_FMT, sc->bytes));
+    apr_table_setn(sc->r->notes, "sse-end", end);
+}
+
 static const char *stream_end_reason(apr_status_t rv)
 {
     return rv == APR_EOF ? "channel deleted"
@@ -392,12 +404,14 @@ static int run_stream(stream_ctx *sc, sse_resume resume, int retry_ms,
     }
     if (rv == APR_SUCCESS && handing_off
         && hand_off(sc, keepalive_sec, first_channel) == APR_SUCCESS) {
+        note_stream(sc, "handed-off");
         return OK;
     }
     while (rv == APR_SUCCESS) {
         if (sse_notify_stopping()) {
             add_bytes(sc, ": server restarting\n\n", 21);
             flush_out(sc);
+            rv = APR_EINTR;
             break;
         }
         if (sse_store_has_news(sc->store, &sc->sub)) {
@@ -420,6 +434,8 @@ static int run_stream(stream_ctx *sc, sse_resume resume, int retry_ms,
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, sc->r, SSE_LOGNO(00104)
                   "stream ends (%s) after %" APR_UINT64_T_FMT " events",
                   stream_end_reason(rv), sc->delivered);
+    note_stream(sc, rv == APR_EOF ? "deleted"
+                    : sse_notify_stopping() ? "stopping" : "client-gone");
     sse_store_unsubscribe(sc->store, &sc->sub);
     return OK;
 }
@@ -458,6 +474,8 @@ static int sse_stream_handler(request_rec *r)
         return status;
     }
     first = APR_ARRAY_IDX(req.names, 0, const char *);
+    apr_table_setn(r->notes, "sse-channels",
+                   apr_array_pstrcat(r->pool, req.names, ','));
 
     memset(&sc, 0, sizeof(sc));
     sc.r = r;
