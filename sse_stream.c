@@ -13,13 +13,9 @@
  *   (ap_start_lingering_close skips the shutdown when aborted), and the
  *   worker thread and the request's memory go back to httpd.
  * - Thread path (TLS, HTTP/2, filters that must see every byte, prefork,
- *   SSEHandOff Off): copy whatever is new from the store, write it with
- *   one FLUSH, wait for the next wakeup, keepalive or stop. Every wait is
- *   bounded, so a dead client costs at most one interval of a thread.
- *
- * Memory: the brigade lives as long as the request; everything made for one
- * write comes from a scratch pool cleared after it, so a stream open for
- * days stays the same size.
+ *   SSEHandOff Off): sse_stream_io.c copies whatever is new from the
+ *   store, writes it with one FLUSH, and waits for the next wakeup,
+ *   keepalive or stop.
  */
 #include <unistd.h>
 #include <fcntl.h>
@@ -45,68 +41,8 @@
 #include "sse_location.h"
 #include "sse_access.h"
 #include "sse_request.h"
+#include "sse_stream_io.h"
 #include "sse_stream.h"
-
-/* Bytes copied from the store per write; a longer replay takes several,
- * each holding the store lock for one bounded copy. */
-#define READ_BUDGET (64 * 1024)
-
-typedef struct {
-    request_rec *r;
-    conn_rec *c;
-    apr_bucket_brigade *bb;
-    apr_pool_t *scratch;
-    sse_store *store;
-    sse_subscription sub;
-    const char *last_id_text;  /* the client's Last-Event-ID */
-    int check_input;           /* HTTP/1.x: poll the socket for EOF */
-    apr_time_t last_write;
-    apr_interval_time_t max_wait; /* longest wait between looks at the
-                                     client and the MPM state */
-    apr_uint64_t delivered;
-    apr_uint64_t bytes;
-} stream_ctx;
-
-static const char *reset_reasons[] = {
-    NULL, NULL, "expired", "unknown", "overflow"
-};
-
-static void set_stream_headers(request_rec *r)
-{
-    ap_set_content_type(r, "text/event-stream; charset=utf-8");
-    apr_table_setn(r->headers_out, "Cache-Control",
-                   "no-cache, no-store, no-transform");
-    apr_table_setn(r->headers_out, "X-Accel-Buffering", "no");
-    apr_table_unset(r->headers_out, "Content-Length");
-    /* must be set before the first pass: compression would buffer */
-    apr_table_setn(r->subprocess_env, "no-gzip", "1");
-    apr_table_setn(r->subprocess_env, "no-brotli", "1");
-    r->no_cache = 1;
-}
-
-static void add_bytes(stream_ctx *sc, const char *buf, apr_size_t len)
-{
-    APR_BRIGADE_INSERT_TAIL(sc->bb, apr_bucket_transient_create(
-                                buf, len, sc->c->bucket_alloc));
-}
-
-/* Writes what is in the brigade with a FLUSH; the scratch pool is cleared
- * afterwards, so transient buckets may point into it. */
-static apr_status_t flush_out(stream_ctx *sc)
-{
-    apr_status_t rv;
-    apr_off_t len = 0;
-    apr_brigade_length(sc->bb, 0, &len);
-    APR_BRIGADE_INSERT_TAIL(sc->bb,
-                            apr_bucket_flush_create(sc->c->bucket_alloc));
-    rv = ap_pass_brigade(sc->r->output_filters, sc->bb);
-    apr_brigade_cleanup(sc->bb);
-    apr_pool_clear(sc->scratch);
-    sc->last_write = apr_time_now();
-    if (len > 0) sc->bytes += (apr_uint64_t)len;
-    if (rv == APR_SUCCESS && sc->c->aborted) rv = APR_ECONNABORTED;
-    return rv;
-}
 
 /* Too many subscribers: make an EventSource come back later (any non-200
  * would stop it for good); tell other clients 503 + Retry-After. */
@@ -118,7 +54,7 @@ static int answer_busy(request_rec *r, const char *why)
     if (accept && ap_strcasestr(accept, "text/event-stream")) {
         /* 5 to 10 s, spread so refused clients do not return together */
         long ms = 5000 + (long)(apr_time_now() % 5000);
-        set_stream_headers(r);
+        sse_stream_set_headers(r);
         if (!r->header_only) {
             ap_rprintf(r, "retry: %ld\n: busy, retry later\n\n", ms);
         }
@@ -162,106 +98,6 @@ static void note_child_full(request_rec *r)
                   "ServerLimit and MaxRequestWorkers");
 }
 
-/* Non-zero when the client has closed its end. Only HTTP/1.x has a socket
- * of its own to look at; HTTP/2 relies on write errors and keepalives. */
-static int client_gone(stream_ctx *sc)
-{
-    apr_pollfd_t pfd;
-    apr_int32_t n = 0;
-    apr_socket_t *sock;
-
-    if (sc->c->aborted) return 1;
-    if (!sc->check_input) return 0;
-    sock = ap_get_conn_socket(sc->c);
-    memset(&pfd, 0, sizeof(pfd));
-    pfd.p = sc->scratch;
-    pfd.desc_type = APR_POLL_SOCKET;
-    pfd.reqevents = APR_POLLIN;
-    pfd.desc.s = sock;
-    if (apr_poll(&pfd, 1, &n, 0) != APR_SUCCESS || n == 0) return 0;
-    if (ap_ssl_conn_is_ssl(sc->c)) {
-        /* let mod_ssl consume close_notify and friends */
-        apr_bucket_brigade *tmp = apr_brigade_create(sc->scratch,
-                                                     sc->c->bucket_alloc);
-        apr_status_t rv = ap_get_brigade(sc->c->input_filters, tmp,
-                                         AP_MODE_SPECULATIVE,
-                                         APR_NONBLOCK_READ, 1);
-        int empty = APR_BRIGADE_EMPTY(tmp);
-        apr_brigade_destroy(tmp);
-        if (rv == APR_SUCCESS && empty) return 1;
-        if (APR_STATUS_IS_EAGAIN(rv)) return 0;
-        if (rv != APR_SUCCESS && !APR_STATUS_IS_TIMEUP(rv)) return 1;
-        sc->check_input = 0;   /* pipelined data or reqtimeout: stop looking */
-        return 0;
-    }
-    else {
-        int eof = 0;
-        if (apr_socket_atreadeof(sock, &eof) == APR_SUCCESS && eof) return 1;
-        if (pfd.rtnevents & (APR_POLLHUP | APR_POLLERR)) return 1;
-        sc->check_input = 0;       /* pipelined data: stop looking */
-        return 0;
-    }
-}
-
-/* Adds an sse-reset event telling the client what it missed. */
-static void add_reset(stream_ctx *sc, sse_resume why, apr_uint64_t id)
-{
-    apr_size_t len;
-    char *text = sse_reset_frame(sc->scratch, reset_reasons[why], id,
-                                 sc->last_id_text, &len);
-    add_bytes(sc, text, len);
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, sc->r, SSE_LOGNO(00103)
-                  "stream told to reset (%s), last event id %s",
-                  reset_reasons[why],
-                  sc->last_id_text ? sc->last_id_text : "-");
-}
-
-/* Sends everything new; *reset says a reset notice must go first.
- * Returns APR_EOF when a channel was deleted. */
-static apr_status_t send_news(stream_ctx *sc, sse_resume *reset)
-{
-    sse_read_result res;
-    apr_status_t rv;
-    do {
-        sse_store_read(sc->store, &sc->sub, sc->scratch, READ_BUDGET, &res);
-        if (res.deleted) {
-            add_bytes(sc, ": channel deleted\n\n", 19);
-            flush_out(sc);
-            return APR_EOF;
-        }
-        if (res.gap && *reset == SSE_RESUME_NONE) {
-            *reset = SSE_RESUME_OVERFLOW;
-        }
-        if (*reset >= SSE_RESUME_EXPIRED) {
-            add_reset(sc, *reset, res.events ? res.first_id - 1
-                                             : sc->sub.cursor);
-            *reset = SSE_RESUME_NONE;
-        }
-        if (res.len) {
-            add_bytes(sc, res.buf, res.len);
-            sc->delivered += res.events;
-            sse_store_count_delivered(sc->store, res.events);
-        }
-        if (APR_BRIGADE_EMPTY(sc->bb)) {
-            return APR_SUCCESS;
-        }
-        if ((rv = flush_out(sc)) != APR_SUCCESS) return rv;
-    } while (res.more);
-    return APR_SUCCESS;
-}
-
-static apr_interval_time_t wait_time(stream_ctx *sc, int keepalive_sec)
-{
-    apr_interval_time_t limit = sc->max_wait;
-    if (keepalive_sec) {
-        apr_interval_time_t left = sc->last_write
-                                   + apr_time_from_sec(keepalive_sec)
-                                   - apr_time_now();
-        if (left < limit) limit = left > 0 ? left : 0;
-    }
-    return limit;
-}
-
 /* Output filters that only frame or count what passes: bytes the writer
  * puts on the socket itself look the same as if they had gone through.
  * Any other filter (TLS, compression, rate limits, ...) must see every
@@ -303,7 +139,7 @@ static int may_hand_off(request_rec *r)
 
 /* Gives the caught-up stream to the writer; on success httpd is done
  * with the connection and the handler returns at once. */
-static apr_status_t hand_off(stream_ctx *sc, int keepalive_sec,
+static apr_status_t hand_off(sse_stream_io *sc, int keepalive_sec,
                              const char *first_channel)
 {
     sse_handoff h;
@@ -352,7 +188,7 @@ static apr_status_t hand_off(stream_ctx *sc, int keepalive_sec,
 /* Request notes for LogFormat's %{sse-...}n. A handed-off stream is logged
  * at hand-off, so there they count what went out on the worker thread; its
  * SSE00401 line in the error log gives the totals when it ends. */
-static void note_stream(stream_ctx *sc, const char *end)
+static void note_stream(sse_stream_io *sc, const char *end)
 {
     apr_table_setn(sc->r->notes, "sse-events", apr_psprintf(sc->r->pool,
                    "%" APR_UINT64_T_FMT, sc->delivered));
@@ -364,78 +200,37 @@ static void note_stream(stream_ctx *sc, const char *end)
 static const char *stream_end_reason(apr_status_t rv)
 {
     return rv == APR_EOF ? "channel deleted"
-         : sse_notify_stopping() ? "child stopping"
+         : rv == APR_EINTR ? "child stopping"
          : "client gone";
 }
 
 /* The opening, any replay, then (on the thread path) live events. */
-static int run_stream(stream_ctx *sc, sse_resume resume, int retry_ms,
-                      int keepalive_sec, int handing_off,
-                      const char *first_channel)
+static int run_stream(sse_stream_io *sc, int retry_ms, int keepalive_sec,
+                      int handing_off, const char *first_channel)
 {
-    apr_status_t rv = APR_SUCCESS;
-    apr_uint32_t seen;
+    apr_status_t rv;
 
-    if (retry_ms >= 0) {
-        char *line = apr_psprintf(sc->scratch, "retry: %d\n\n", retry_ms);
-        add_bytes(sc, line, strlen(line));
-    }
-    if (!sc->last_id_text) {
-        /* An id with no data sets the client's last event id (WHATWG,
-         * "dispatch the event", step 1) without firing an event: a client
-         * that loses the connection before its first event then resumes
-         * from the moment it connected instead of missing what came
-         * while it was away. */
-        char idbuf[SSE_ID_TEXT_MAX];
-        const char *open;
-        sse_id_format(idbuf, sc->sub.cursor);
-        open = apr_pstrcat(sc->scratch, ": ok\nid: ", idbuf, "\n\n", NULL);
-        add_bytes(sc, open, strlen(open));
-    }
-    else {
-        add_bytes(sc, ": ok\n\n", 6);
-    }
-    if (resume == SSE_RESUME_EXACT) resume = SSE_RESUME_NONE;
+    sse_stream_add_opening(sc, retry_ms);
+    if (sc->reset == SSE_RESUME_EXACT) sc->reset = SSE_RESUME_NONE;
     /* the opening and any replay go out together, then live events */
-    seen = sse_notify_generation();
-    rv = send_news(sc, &resume);
+    sc->seen = sse_notify_generation();
+    rv = sse_stream_send_news(sc);
     if (rv == APR_SUCCESS && !APR_BRIGADE_EMPTY(sc->bb)) {
-        rv = flush_out(sc);
+        rv = sse_stream_flush(sc);
     }
     if (rv == APR_SUCCESS && handing_off
         && hand_off(sc, keepalive_sec, first_channel) == APR_SUCCESS) {
         note_stream(sc, "handed-off");
         return OK;
     }
-    while (rv == APR_SUCCESS) {
-        if (sse_notify_stopping()) {
-            add_bytes(sc, ": server restarting\n\n", 21);
-            flush_out(sc);
-            rv = APR_EINTR;
-            break;
-        }
-        if (sse_store_has_news(sc->store, &sc->sub)) {
-            rv = send_news(sc, &resume);
-            continue;
-        }
-        if (keepalive_sec && apr_time_now() - sc->last_write
-                             >= apr_time_from_sec(keepalive_sec)) {
-            add_bytes(sc, ": keepalive\n\n", 13);
-            if ((rv = flush_out(sc)) != APR_SUCCESS) break;
-        }
-        if (client_gone(sc)) {
-            rv = APR_ECONNABORTED;
-            break;
-        }
-        if (sse_notify_wait(&seen, &sc->sub, wait_time(sc, keepalive_sec))) {
-            sse_store_count_wakeup(sc->store, sc->sub.row);
-        }
+    if (rv == APR_SUCCESS) {
+        rv = sse_stream_live(sc, 0);
     }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, sc->r, SSE_LOGNO(00104)
                   "stream ends (%s) after %" APR_UINT64_T_FMT " events",
                   stream_end_reason(rv), sc->delivered);
     note_stream(sc, rv == APR_EOF ? "deleted"
-                    : sse_notify_stopping() ? "stopping" : "client-gone");
+                    : rv == APR_EINTR ? "stopping" : "client-gone");
     sse_store_unsubscribe(sc->store, &sc->sub);
     return OK;
 }
@@ -445,7 +240,7 @@ static int sse_stream_handler(request_rec *r)
     const sse_dir_conf *dc;
     const char *why = NULL, *which = NULL, *first;
     sse_stream_request req;
-    stream_ctx sc;
+    sse_stream_io sc;
     sse_resume resume = SSE_RESUME_NONE;
     sse_result res;
     int status, handing_off;
@@ -477,9 +272,7 @@ static int sse_stream_handler(request_rec *r)
     apr_table_setn(r->notes, "sse-channels",
                    apr_array_pstrcat(r->pool, req.names, ','));
 
-    memset(&sc, 0, sizeof(sc));
-    sc.r = r;
-    sc.c = r->connection;
+    sse_stream_io_init(&sc, r, r->output_filters);
     sc.last_id_text = req.last_id;
     sc.store = sse_current_store();
     if (!sc.store) {
@@ -487,7 +280,7 @@ static int sse_stream_handler(request_rec *r)
                                   "the event store is not available");
     }
     if (r->header_only) {
-        set_stream_headers(r);
+        sse_stream_set_headers(r);
         return OK;
     }
     handing_off = may_hand_off(r);
@@ -523,28 +316,18 @@ static int sse_stream_handler(request_rec *r)
         return answer_busy(r, "this process cannot hold streams");
     }
 
-    set_stream_headers(r);
+    sc.subscribed = 1;
+    sc.reset = resume;
+    sse_stream_set_headers(r);
     if (req.last_id) {
         apr_table_setn(r->headers_out, "SSE-Resume",
                        resume == SSE_RESUME_EXACT ? "exact" : "reset");
     }
-    sc.bb = apr_brigade_create(r->pool, sc.c->bucket_alloc);
-    apr_pool_create(&sc.scratch, r->pool);
-    apr_pool_tag(sc.scratch, "sse-stream-scratch");
-    sc.check_input = r->proto_num < 2000 && !sc.c->master;
-    {
-        int threaded = 0;
-        ap_mpm_query(AP_MPMQ_IS_THREADED, &threaded);
-        /* prefork: the child's stop shows only in the MPM state */
-        sc.max_wait = threaded == AP_MPMQ_NOT_SUPPORTED
-                      ? apr_time_from_sec(1)
-                      : apr_time_from_sec(SSE_MAX_IDLE_WAIT_SEC);
-    }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, SSE_LOGNO(00105)
                   "stream opens: %d channel(s), first '%s', last event id %s",
                   req.names->nelts, first, req.last_id ? req.last_id : "-");
-    return run_stream(&sc, resume, dc->retry_ms, sse_config_keepalive(dc),
-                      handing_off, first);
+    return run_stream(&sc, dc->retry_ms, sc.keepalive_sec, handing_off,
+                      first);
 }
 
 void sse_stream_register_hooks(void)
