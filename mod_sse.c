@@ -32,6 +32,7 @@
 #include "sse_stream.h"
 #include "sse_admin.h"
 #include "sse_report.h"
+#include "sse_filter.h"
 #include "sse_location.h"
 #include "sse_access.h"
 
@@ -490,6 +491,7 @@ static void sse_register_hooks(apr_pool_t *p)
     sse_stream_register_hooks();
     sse_admin_register_hooks();
     sse_report_register_hooks();
+    sse_filter_register_hooks();
 }
 
 AP_DECLARE_MODULE(sse) = {

@@ -38,6 +38,7 @@ void *sse_create_dir_conf(apr_pool_t *p, char *dir)
     conf->retry_ms = -1;
     conf->keepalive_sec = -1;
     conf->hand_off = -1;
+    conf->filter_mode = -1;
     return conf;
 }
 
@@ -60,6 +61,9 @@ void *sse_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     conf->retry_ms = SSE_MERGE(retry_ms, -1);
     conf->keepalive_sec = SSE_MERGE(keepalive_sec, -1);
     conf->hand_off = SSE_MERGE(hand_off, -1);
+    conf->filter_mode = SSE_MERGE(filter_mode, -1);
+    conf->filter_event = add->filter_event ? add->filter_event
+                                           : base->filter_event;
     return conf;
 }
 
@@ -348,6 +352,34 @@ static const char *set_keepalive(cmd_parms *cmd, void *dcv, const char *arg)
     return NULL;
 }
 
+static const char *set_filter_mode(cmd_parms *cmd, void *dcv,
+                                   const char *arg)
+{
+    if (!strcasecmp(arg, "lines")) {
+        ((sse_dir_conf *)dcv)->filter_mode = SSE_FILTER_LINES;
+    }
+    else if (!strcasecmp(arg, "flush")) {
+        ((sse_dir_conf *)dcv)->filter_mode = SSE_FILTER_FLUSH;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "SSEFilterMode: '%s' is neither Lines "
+                            "(one event per line) nor Flush (one event per "
+                            "flush of the generator)", arg);
+    }
+    return NULL;
+}
+
+static const char *set_filter_event(cmd_parms *cmd, void *dcv,
+                                    const char *arg)
+{
+    const char *why = sse_event_type_problem(arg, strlen(arg));
+    if (why) {
+        return apr_psprintf(cmd->pool, "SSEFilterEvent: %s", why);
+    }
+    ((sse_dir_conf *)dcv)->filter_event = arg;
+    return NULL;
+}
+
 const command_rec sse_cmds[] = {
     AP_INIT_TAKE1("SSESharedMemorySize", set_shm_size, NULL, RSRC_CONF,
                   "size of the shared-memory store, K/M/G suffixes "
@@ -411,5 +443,14 @@ const command_rec sse_cmds[] = {
                   RSRC_CONF | ACCESS_CONF,
                   "seconds of silence before a keepalive comment, 0 = none "
                   "(server, directory; default 15)"),
+    AP_INIT_TAKE1("SSEFilterMode", set_filter_mode, NULL,
+                  RSRC_CONF | ACCESS_CONF | OR_FILEINFO,
+                  "the SSE output filter makes one event per line (Lines) or "
+                  "per flush of the generator (Flush) (server, directory, "
+                  ".htaccess; default Lines)"),
+    AP_INIT_TAKE1("SSEFilterEvent", set_filter_event, NULL,
+                  RSRC_CONF | ACCESS_CONF | OR_FILEINFO,
+                  "event type of the events the SSE output filter makes "
+                  "(server, directory, .htaccess; default none: message)"),
     { NULL }
 };

@@ -52,7 +52,13 @@ typedef struct {
     int retry_ms;                 /* SSERetry, -1 = don't send */
     int keepalive_sec;            /* SSEKeepAlive, 0 = off */
     int hand_off;                 /* SSEHandOff: streams leave their thread */
+    int filter_mode;              /* SSEFilterMode, -1 = default (lines) */
+    const char *filter_event;     /* SSEFilterEvent, NULL = "message" */
 } sse_dir_conf;
+
+/* How the SSE output filter cuts what a generator writes into events. */
+#define SSE_FILTER_LINES 0        /* one event per line */
+#define SSE_FILTER_FLUSH 1        /* one event per flush or pause */
 
 extern const command_rec sse_cmds[];
 
