@@ -85,9 +85,10 @@ class Browser:
     def alive(self):
         return self.proc.poll() is None or self._out.is_alive()
 
-    def describe(self, run_id=None):
+    def describe(self, run_id=None, skip=()):
         with self.cond:
-            lines = [o for o in self.lines if run_id is None or o.get('run') == run_id]
+            lines = [o for o in self.lines if (run_id is None or o.get('run') == run_id)
+                     and o.get('kind') not in skip]
             err = self.stderr
         return 'last driver lines:\n%s\ndriver stderr:\n%s' % (
             '\n'.join(json.dumps(o, ensure_ascii=False) for o in lines[-25:]), err[-3000:])
@@ -227,7 +228,7 @@ class Run:
                 return value
             if time.monotonic() >= deadline:
                 raise BrowserError('browser: no %s within %.0fs (last value %r)\n%s' % (
-                    what or js, timeout, value, self.browser.describe(self.id)))
+                    what or js, timeout, value, self.browser.describe(self.id, ('evaluated',))))
             time.sleep(0.1)
 
     def screenshot(self, path, timeout=30):
