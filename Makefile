@@ -14,7 +14,7 @@ WARN     = -Wc,-Wall -Wc,-Wextra -Wc,-std=gnu99 \
 PURE     = sse_event.c sse_json.c sse_query.c sse_store.c sse_store_clients.c \
            sse_store_repair.c sse_store_check.c sse_jwt.c
 
-.PHONY: all deps install activate unit test test-faults demo clean bench \
+.PHONY: all deps install activate unit test test-faults demo demo-screenshot clean bench \
         asan asan-unit asan-ci fuzz fuzz-build fuzz-smoke
 
 all: .libs/mod_sse.so
@@ -80,6 +80,10 @@ asan-ci: test asan
 
 demo: deps all
 	@sh scripts/demo.sh
+
+# renews docs/demo.png from tests/test_185_browser_demo.py (port 8788)
+demo-screenshot: deps all
+	@sh scripts/demo-screenshot.sh
 
 # --- fuzzing: libFuzzer targets in fuzz/ (scripts/fuzz.sh runs them) ---
 FUZZ_CC      ?= clang

@@ -6,6 +6,8 @@ what their EventSources saw. tests/browser/README.md says what it needs.
     with browser.open(page_url, stream_url, with_credentials=True,
                       cookies=['sess=ok@http://127.0.0.1:8080/']) as run:
         run.wait(lambda r: len(r.events()) >= 2, what='two events')
+        shown = run.evaluate('document.title')   # any JSON value of the page
+        run.screenshot('/tmp/page.png')
     result = run.result                      # the driver's result line
     browser.close()
 
@@ -83,9 +85,10 @@ class Browser:
     def alive(self):
         return self.proc.poll() is None or self._out.is_alive()
 
-    def describe(self, run_id=None):
+    def describe(self, run_id=None, skip=()):
         with self.cond:
-            lines = [o for o in self.lines if run_id is None or o.get('run') == run_id]
+            lines = [o for o in self.lines if (run_id is None or o.get('run') == run_id)
+                     and o.get('kind') not in skip]
             err = self.stderr
         return 'last driver lines:\n%s\ndriver stderr:\n%s' % (
             '\n'.join(json.dumps(o, ensure_ascii=False) for o in lines[-25:]), err[-3000:])
@@ -113,15 +116,18 @@ class Browser:
             raise BrowserError('the driver is gone (%r)\n%s' % (e, self.describe()))
 
     def open(self, page, source=None, *, with_credentials=False, cookies=(), types=(),
-             timeout=30):
+             viewport=None, timeout=30):
         """Opens page in a new context and, with source, runs
         new EventSource(source, {withCredentials}) there. cookies are
-        'NAME=VALUE@URL' strings. Returns the Run once the page is ready."""
+        'NAME=VALUE@URL' strings; viewport is (width, height). Returns the
+        Run once the page is ready."""
         run = Run(self, 'r%d' % next(self._ids))
         cmd = {'open': run.id, 'page': page, 'withCredentials': with_credentials,
                'types': list(types), 'cookies': []}
         if source:
             cmd['source'] = source
+        if viewport:
+            cmd['viewport'] = {'width': viewport[0], 'height': viewport[1]}
         for c in cookies:
             nv, _, url = c.partition('@')
             name, _, value = nv.partition('=')
@@ -204,6 +210,30 @@ class Run:
     def release(self, timeout=15):
         """Lets the held requests go on; holds no more."""
         self._command({'release': self.id}, 'released', timeout)
+
+    def evaluate(self, js, timeout=15):
+        """Evaluates the JavaScript expression js in the page (awaiting a
+        promise); returns its value, which must be JSON."""
+        n = self.count('evaluated', None)
+        self._command({'eval': self.id, 'js': js}, 'evaluated', timeout)
+        return self.kinds('evaluated', None)[n]['value']
+
+    def wait_js(self, js, pred=bool, timeout=15, what=None):
+        """Evaluates js in the page until pred(its value) holds; returns
+        that value, or raises BrowserError with the last one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.evaluate(js, timeout)
+            if pred(value):
+                return value
+            if time.monotonic() >= deadline:
+                raise BrowserError('browser: no %s within %.0fs (last value %r)\n%s' % (
+                    what or js, timeout, value, self.browser.describe(self.id, ('evaluated',))))
+            time.sleep(0.1)
+
+    def screenshot(self, path, timeout=30):
+        """Writes a PNG of the page's viewport to path."""
+        self._command({'screenshot': self.id, 'path': str(path)}, 'screenshot', timeout)
 
     def close(self, timeout=15):
         """Closes the page and its context; returns the result line."""

@@ -28,11 +28,15 @@
 //
 // --serve reads commands, one JSON object a line, on standard input:
 //   {"open":"ID","page":URL,"source":URL,"withCredentials":false,
-//    "cookies":[{"name":..,"value":..,"url":..}],"types":[..]}
+//    "cookies":[{"name":..,"value":..,"url":..}],"types":[..],
+//    "viewport":{"width":1000,"height":700}}      (viewport: optional)
 //   {"hold":"ID","match":"/events/"}   hold the run's requests whose URL
 //                                       contains match in the browser (each
 //                                       is reported as "held") until
 //   {"release":"ID"}                    lets them go on, and holds no more
+//   {"eval":"ID","js":"EXPRESSION"}     evaluates it in the page (a promise
+//                                       is awaited); answers "evaluated"
+//   {"screenshot":"ID","path":FILE}     writes a PNG of the viewport
 //   {"close":"ID"}
 // Each run gets a browser context of its own (cookies, cache, connections).
 // The end of standard input closes everything; the exit status is 0.
@@ -53,6 +57,8 @@
 //   {"kind":"requestfailed","url":"..","failure":"net::ERR_FAILED"}
 //   {"kind":"holding"} / {"kind":"held","method":..,"url":..,"headers":{..}} /
 //   {"kind":"released","count":N}                     (--serve: hold, release)
+//   {"kind":"evaluated","value":..}                   (--serve: eval; JSON value)
+//   {"kind":"screenshot","path":".."}                 (--serve: screenshot)
 //     (held headers are DevTools' list: Last-Event-ID is not in it, but the
 //     request still carries it when released)
 // and at the end of a run {"kind":"result","ok":true,"reason":"until"|"stdin"|
@@ -225,7 +231,7 @@ class Run {
     }
 
     async open(browser, spec, timeoutMs) {
-        this.context = await browser.newContext();
+        this.context = await browser.newContext(spec.viewport ? { viewport: spec.viewport } : {});
         if (spec.cookies && spec.cookies.length) await this.context.addCookies(spec.cookies);
         await this.context.exposeFunction('__sseReport', (o) => this.record(o));
         await this.context.addInitScript(instrument, { types: spec.types || [] });
@@ -274,6 +280,16 @@ class Run {
         await this.page.unroute(hold.test, hold.handler);
         for (const route of hold.routes) await route.continue().catch(() => {});
         this.emit({ kind: 'released', count: hold.routes.length });
+    }
+
+    async evaluate(js) {
+        const value = await this.page.evaluate(String(js));
+        this.emit({ kind: 'evaluated', value: value === undefined ? null : value });
+    }
+
+    async screenshot(path) {
+        await this.page.screenshot({ path: String(path) });
+        this.emit({ kind: 'screenshot', path });
     }
 
     async close(reason) {
@@ -378,6 +394,18 @@ async function serve(opts) {
                 if (!run) throw new Error('no such run');
                 if (cmd.hold !== undefined) await run.holdRequests(String(cmd.match || ''));
                 else await run.release();
+            }
+            catch (e) {
+                out({ run: id, kind: 'failed', error: e.message });
+            }
+        }
+        else if (cmd.eval !== undefined || cmd.screenshot !== undefined) {
+            const id = String(cmd.eval !== undefined ? cmd.eval : cmd.screenshot);
+            const run = runs.get(id);
+            try {
+                if (!run) throw new Error('no such run');
+                if (cmd.eval !== undefined) await run.evaluate(cmd.js);
+                else await run.screenshot(cmd.path);
             }
             catch (e) {
                 out({ run: id, kind: 'failed', error: e.message });
