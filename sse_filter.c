@@ -152,8 +152,13 @@ static apr_status_t await_output(filter_ctx *fc, apr_bucket *b)
     apr_interval_time_t wait = fc->io.max_wait;
     apr_status_t rv;
     if (sse_notify_stopping()) {
+        /* end the response here, cleanly, so the client reconnects now;
+         * the error makes the generator stop */
         sse_stream_add(&fc->io, ": server restarting\n\n", 21);
-        sse_stream_flush(&fc->io);
+        APR_BRIGADE_INSERT_TAIL(fc->io.bb, apr_bucket_eos_create(
+                                    fc->io.c->bucket_alloc));
+        ap_pass_brigade(fc->io.out, fc->io.bb);
+        apr_brigade_cleanup(fc->io.bb);
         fc->stopped = 1;
         return APR_ECONNABORTED;
     }
@@ -254,10 +259,14 @@ static apr_status_t sse_output_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         const char *data;
         apr_size_t len;
 
+        if (fc->stopped || f->c->aborted) {
+            /* ended already, or the client is gone: nothing more */
+            apr_bucket_delete(b);
+            continue;
+        }
         if (APR_BUCKET_IS_EOS(b)) {
-            if (!fc->stopped) take_pause(fc, 1);
-            note_response(fc, fc->stopped ? "stopping"
-                              : f->c->aborted ? "client-gone" : "done");
+            take_pause(fc, 1);
+            note_response(fc, "done");
             APR_BUCKET_REMOVE(b);
             APR_BRIGADE_INSERT_TAIL(fc->io.bb, b);
             rv = ap_pass_brigade(f->next, fc->io.bb);
@@ -265,15 +274,10 @@ static apr_status_t sse_output_filter(ap_filter_t *f, apr_bucket_brigade *bb)
             apr_brigade_cleanup(bb);
             return rv;
         }
-        if (fc->stopped || f->c->aborted) {
-            /* the client is gone or told to reconnect: nothing more */
-            apr_bucket_delete(b);
-            continue;
-        }
         if (APR_BUCKET_IS_FLUSH(b)) {
             take_pause(fc, 0);
             apr_bucket_delete(b);
-            if ((rv = sse_stream_flush(&fc->io)) != APR_SUCCESS) return rv;
+            if ((rv = sse_stream_flush(&fc->io)) != APR_SUCCESS) break;
             continue;
         }
         if (APR_BUCKET_IS_METADATA(b)) {
@@ -286,16 +290,22 @@ static apr_status_t sse_output_filter(ap_filter_t *f, apr_bucket_brigade *bb)
             take_pause(fc, 0);
             if ((rv = write_out(fc)) != APR_SUCCESS
                 || (rv = await_output(fc, b)) != APR_SUCCESS) {
-                return rv;
+                break;
             }
             continue;
         }
-        if (rv != APR_SUCCESS) return rv;
+        if (rv != APR_SUCCESS) break;
         fc->backoff = apr_time_from_msec(1);
         take(fc, data, len);
         apr_bucket_delete(b);
     }
-    return write_out(fc);
+    if (rv == APR_SUCCESS && (rv = write_out(fc)) == APR_SUCCESS) {
+        return APR_SUCCESS;
+    }
+    /* httpd sends no EOS down an aborted connection: note the end now */
+    note_response(fc, fc->stopped ? "stopping" : f->c->aborted
+                      ? "client-gone" : "generator-error");
+    return rv;
 }
 
 void sse_filter_register_hooks(void)

@@ -1,0 +1,292 @@
+"""The SSE output filter: a CGI script's or a proxied backend's output as an
+event stream. The generators here wait for the test between their writes
+(a flag file, a threading.Event), so "each event arrives on its own, before
+the generator goes on" is proven without any timing."""
+import http.server
+import os
+import socketserver
+import threading
+
+import pytest
+
+from sse_env import DEFAULT_LOCATIONS, MODULES, SseStream, uniq, wait_until
+
+SCRIPT_HEAD = '''#!/usr/bin/python3
+import os, sys, time
+FLAGS = %r
+def out(text):
+    sys.stdout.write(text)
+    sys.stdout.flush()
+def wait_flag(name):
+    path = os.path.join(FLAGS, os.environ.get('QUERY_STRING', '') + '-' + name)
+    for _ in range(3000):
+        if os.path.exists(path):
+            return
+        time.sleep(0.01)
+    sys.exit(3)
+'''
+
+SCRIPTS = {
+    # lines, one of them empty, unicode, a last line without LF
+    'tokens': '''
+out('Content-Type: text/plain\\n\\n')
+out('hello\\n')
+wait_flag('1')
+out('w\\u00f6rld \\U0001F30D\\r\\n\\n')
+wait_flag('2')
+out('last')
+''',
+    # one line, then silence until the test says so
+    'silent': '''
+out('Content-Type: text/plain\\n\\n')
+out('first\\n')
+wait_flag('go')
+out('after\\n')
+''',
+    # what it writes before each pause is one event (Flush mode)
+    'paused': '''
+out('Content-Type: text/plain\\n\\n')
+out('part one\\npart two')
+wait_flag('1')
+out('three')
+''',
+    # resumes where the client left off
+    'resume': '''
+out('Content-Type: text/plain\\n\\n')
+out('resumed after %s\\n' % os.environ.get('HTTP_LAST_EVENT_ID', 'nothing'))
+''',
+    'fails': '''
+out('Status: 500 Internal Server Error\\nContent-Type: text/plain\\n\\n')
+out('broken\\n')
+''',
+    # writes its pid, then stays silent for a minute
+    'forever': '''
+out('Content-Type: text/plain\\n\\n')
+open(os.path.join(FLAGS, os.environ['QUERY_STRING'] + '-pid'), 'w').write(str(os.getpid()))
+out('started\\n')
+time.sleep(60)
+out('never\\n')
+''',
+}
+
+
+class SlowBackend(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    """A backend for mod_proxy that writes one line, then waits for the
+    test before each next one."""
+    daemon_threads = True
+
+    def __init__(self):
+        self.steps = {}
+        super().__init__(('127.0.0.1', 0), SlowHandler)
+
+    def step(self, key, n):
+        return self.steps.setdefault((key, n), threading.Event())
+
+
+class SlowHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+
+    def do_GET(self):
+        key = self.path.rsplit('/', 1)[-1]
+        self.send_response(200)
+        self.send_header('Content-Type', 'text/plain; charset=utf-8')
+        self.send_header('Connection', 'close')
+        self.end_headers()
+        lines = ['token one\n', 'token two, with \u00e9\n', 'end\n']
+        for i, line in enumerate(lines):
+            if i:
+                self.server.step(key, i).wait(20)
+            self.wfile.write(line.encode('utf-8'))
+            self.wfile.flush()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope='module')
+def backend():
+    srv = SlowBackend()
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture(scope='module')
+def filt(module_factory, backend):
+    srv = module_factory.create('filter', global_extra=[
+        'LoadModule cgid_module %s/mod_cgid.so' % MODULES,
+        'LoadModule alias_module %s/mod_alias.so' % MODULES,
+        'LoadModule proxy_module %s/mod_proxy.so' % MODULES,
+        'LoadModule proxy_http_module %s/mod_proxy_http.so' % MODULES,
+        'LogFormat "%r %>s events=%{sse-events}n end=%{sse-end}n" filternotes',
+        'CustomLog logs/filter_log filternotes'])
+    cgi, flags = srv.dir / 'cgi', srv.dir / 'flags'
+    cgi.mkdir()
+    flags.mkdir()
+    os.chmod(flags, 0o1777)
+    for name, body in SCRIPTS.items():
+        path = cgi / name
+        path.write_text(SCRIPT_HEAD % str(flags) + body)
+        os.chmod(path, 0o755)
+    srv.flags = flags
+    srv.locations = DEFAULT_LOCATIONS + '''
+ScriptAlias /cgi/ "%(cgi)s/"
+<Directory "%(cgi)s">
+    Require all granted
+</Directory>
+<Location /cgi/>
+    SetOutputFilter SSE
+    SSEKeepAlive 1
+</Location>
+<Location /cgi/paused>
+    SSEFilterMode Flush
+    SSEFilterEvent chunk
+</Location>
+<Location /proxied/>
+    ProxyPass http://127.0.0.1:%(port)d/
+    SetOutputFilter SSE
+</Location>
+''' % {'cgi': cgi, 'port': backend.server_address[1]}
+    srv.write_config()
+    return srv.start()
+
+
+def flag(srv, key, name):
+    (srv.flags / ('%s-%s' % (key, name))).write_text('')
+
+
+def frames(s):
+    return [(e.id, e.event, e.data) for e in s.events]
+
+
+# every line is an event with its own id, sent as soon as the line is whole;
+# CRLF, an empty line and a last line without LF; the body ends cleanly
+def test_cgi_lines_become_events_one_by_one(filt):
+    key = uniq('tok')
+    s = SseStream(filt.port, '/cgi/tokens?' + key)
+    assert s.status == 200
+    assert s.headers['content-type'] == 'text/event-stream; charset=utf-8'
+    assert 'content-length' not in s.headers
+    assert s.wait_open()
+    # the script is waiting for flag 1: its first line is already an event
+    assert frames_after(s, 1) == [('1', 'message', 'hello')]
+    flag(filt, key, '1')
+    assert frames_after(s, 3)[1:] == [('2', 'message', 'w\u00f6rld \U0001F30D'),
+                                      ('3', 'message', '')]
+    flag(filt, key, '2')
+    assert s.wait_ended() and s.clean_end
+    assert frames(s) == [('1', 'message', 'hello'), ('2', 'message', 'w\u00f6rld \U0001F30D'),
+                         ('3', 'message', ''), ('4', 'message', 'last')]
+    assert bytes(s.raw) == (': ok\n\nid: 1\ndata: hello\n\nid: 2\ndata: w\u00f6rld \U0001F30D\n\n'
+                            'id: 3\ndata: \n\nid: 4\ndata: last\n\n').encode('utf-8')
+    assert wait_until(lambda: '/cgi/tokens?%s HTTP/1.1 200 events=4 end=done' % key
+                      in (filt.dir / 'logs' / 'filter_log').read_text())
+
+
+def frames_after(s, n):
+    s.wait_for(n)
+    return frames(s)
+
+
+# a silent generator gets keepalive comments (SSEKeepAlive 1) and its next
+# line still arrives after them
+def test_cgi_keepalive_while_silent(filt):
+    key = uniq('ka')
+    s = SseStream(filt.port, '/cgi/silent?' + key)
+    assert frames_after(s, 1) == [('1', 'message', 'first')]
+    assert s.wait_comment('keepalive')
+    flag(filt, key, 'go')
+    assert s.wait_ended() and s.clean_end
+    assert frames(s) == [('1', 'message', 'first'), ('2', 'message', 'after')]
+
+
+# Flush mode: what comes before each pause is one event, lines joined by LF,
+# with the configured event type
+def test_cgi_flush_mode_one_event_per_pause(filt):
+    key = uniq('fl')
+    s = SseStream(filt.port, '/cgi/paused?' + key)
+    assert frames_after(s, 1) == [('1', 'chunk', 'part one\npart two')]
+    flag(filt, key, '1')
+    assert s.wait_ended() and s.clean_end
+    assert frames(s) == [('1', 'chunk', 'part one\npart two'), ('2', 'chunk', 'three')]
+
+
+# ids go on from the client's Last-Event-ID, which the script sees too
+def test_ids_continue_from_last_event_id(filt):
+    s = SseStream(filt.port, '/cgi/resume', last_event_id='41')
+    assert s.wait_ended() and s.clean_end
+    assert frames(s) == [('42', 'message', 'resumed after 41')]
+
+
+# an error answer of the generator is passed on as it is
+def test_generator_error_passes_through(filt):
+    r = filt.get('/cgi/fails')
+    assert r.status_code == 500
+    assert not r.headers['Content-Type'].startswith('text/event-stream')
+    assert r.text == 'broken\n'
+
+
+# a client that leaves while the script is silent is noticed, and the
+# script is stopped (no waiting for its next write)
+def test_client_gone_during_silence_stops_the_script(filt):
+    key = uniq('gone')
+    s = SseStream(filt.port, '/cgi/forever?' + key)
+    assert frames_after(s, 1) == [('1', 'message', 'started')]
+    pid_file = filt.flags / (key + '-pid')
+    assert wait_until(pid_file.exists)
+    pid = int(pid_file.read_text())
+    s.close()
+
+    def gone():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().split()[2] == 'Z'
+    assert wait_until(gone, 20), 'CGI script %d still running after its client left' % pid
+    assert wait_until(lambda: '/cgi/forever?%s HTTP/1.1 200 events=1 end=client-gone' % key
+                      in (filt.dir / 'logs' / 'filter_log').read_text())
+
+
+# a proxied backend that writes slowly: each of its lines is an event as
+# soon as it is written
+def test_proxied_slow_backend(filt, backend):
+    key = uniq('px')
+    s = SseStream(filt.port, '/proxied/' + key)
+    assert s.status == 200
+    assert s.headers['content-type'] == 'text/event-stream; charset=utf-8'
+    assert frames_after(s, 1) == [('1', 'message', 'token one')]
+    backend.step(key, 1).set()
+    assert frames_after(s, 2)[1:] == [('2', 'message', 'token two, with \u00e9')]
+    backend.step(key, 2).set()
+    assert s.wait_ended() and s.clean_end
+    assert frames(s)[2:] == [('3', 'message', 'end')]
+    assert len(frames(s)) == 3
+
+
+# HEAD answers the stream headers and no body
+def test_head(filt):
+    r = filt.request('HEAD', '/cgi/resume')
+    assert r.status_code == 200
+    assert r.headers['Content-Type'] == 'text/event-stream; charset=utf-8'
+    assert r.content == b''
+
+
+# a graceful restart ends a silent filtered stream at once with
+# ": server restarting" and a clean end, so the client reconnects and the
+# generator is run again with Last-Event-ID (runs last: restarts the server)
+def test_graceful_restart_ends_silent_stream(filt):
+    key = uniq('gr')
+    s = SseStream(filt.port, '/cgi/forever?' + key)
+    assert frames_after(s, 1) == [('1', 'message', 'started')]
+    r = filt.apachectl('graceful')
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert s.wait_ended(15) and s.clean_end
+    assert s.comments[-1] == 'server restarting'
+    assert frames(s) == [('1', 'message', 'started')]
+    again = SseStream(filt.port, '/cgi/resume', last_event_id=s.events[-1].id)
+    assert again.wait_ended() and again.clean_end
+    assert frames(again) == [('2', 'message', 'resumed after 1')]
