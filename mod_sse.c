@@ -33,6 +33,7 @@
 #include "sse_admin.h"
 #include "sse_report.h"
 #include "sse_filter.h"
+#include "sse_response_api.h"
 #include "sse_location.h"
 #include "sse_access.h"
 
@@ -478,6 +479,7 @@ static void sse_register_hooks(apr_pool_t *p)
 {
     (void)p;
     sse_publish_register();
+    sse_response_api_register();
     ap_hook_pre_config(sse_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_config(sse_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(sse_post_config, NULL, NULL, APR_HOOK_MIDDLE);

@@ -137,8 +137,8 @@ static const char *request_last_id(request_rec *r,
 
 /* The client's address as the per-client limit counts it (IPv4 mapped
  * into IPv6); NULL when it cannot be read. */
-static const unsigned char *client_address(request_rec *r,
-                                           unsigned char *buf)
+const unsigned char *sse_request_client_address(request_rec *r,
+                                                unsigned char *buf)
 {
     const char *ip = r->useragent_ip;
     if (!ip) return NULL;
@@ -216,6 +216,6 @@ int sse_request_resolve(request_rec *r, sse_stream_request *req)
         return status;
     }
     req->last_id = request_last_id(r, params);
-    req->client = client_address(r, req->client_buf);
+    req->client = sse_request_client_address(r, req->client_buf);
     return OK;
 }

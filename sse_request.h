@@ -22,6 +22,11 @@ typedef struct {
  * channel the token does not grant, a bad SSEChannel expression). */
 int sse_request_resolve(request_rec *r, sse_stream_request *req);
 
+/* The client's address as the per-client limit counts it (IPv4 mapped
+ * into IPv6) in buf (16 bytes); NULL when it cannot be read. */
+const unsigned char *sse_request_client_address(request_rec *r,
+                                                unsigned char *buf);
+
 /* Answers status with msg as text/plain (logged at debug); returns DONE. */
 int sse_request_refuse(request_rec *r, int status, const char *msg);
 
