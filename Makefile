@@ -10,18 +10,21 @@ SRCS     = mod_sse.c sse_config.c sse_event.c sse_json.c sse_query.c \
 HEADERS  = $(wildcard *.h)
 WARN     = -Wc,-Wall -Wc,-Wextra -Wc,-std=gnu99 \
            -Wc,-Werror=implicit-function-declaration
+# extra apxs flags (-Wc,<flag> / -Wl,<flag>): debian/rules passes Debian's
+# build flags here
+APXS_FLAGS ?=
 # units without httpd headers, linked into the C unit tests
 PURE     = sse_event.c sse_json.c sse_query.c sse_store.c sse_store_clients.c \
            sse_store_repair.c sse_store_check.c sse_jwt.c
 
 .PHONY: all deps install activate unit test test-faults demo demo-screenshot clean bench \
-        asan asan-unit asan-ci fuzz fuzz-build fuzz-smoke
+        asan asan-unit asan-ci fuzz fuzz-build fuzz-smoke deb
 
 all: .libs/mod_sse.so
 
 .libs/mod_sse.so: $(SRCS) $(HEADERS)
 	@command -v $(APXS) >/dev/null || { echo "apxs not found: run 'make deps' (Debian: apache2-dev)"; exit 1; }
-	$(APXS) -c $(WARN) -o mod_sse.la $(SRCS) -lcrypto
+	$(APXS) -c $(WARN) $(APXS_FLAGS) -o mod_sse.la $(SRCS) -lcrypto
 
 deps:
 	@sh scripts/install-deps.sh
@@ -31,6 +34,20 @@ install: all
 
 activate: all
 	$(APXS) -i -a -n sse mod_sse.la
+
+# --- Debian package (README "Debian package"): dpkg-buildpackage writes its
+# results next to the tree it builds and its objects into it, so it builds a
+# copy of the sources in build/deb/src; the .deb lands in build/deb/.
+DEB_DIR = build/deb
+
+deb:
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/src/tests
+	cp -a Makefile README.md $(SRCS) $(HEADERS) conf-examples debian \
+	   $(DEB_DIR)/src/
+	cp -a tests/unit $(DEB_DIR)/src/tests/
+	cd $(DEB_DIR)/src && dpkg-buildpackage -us -uc -b
+	@ls $(DEB_DIR)/libapache2-mod-sse_*.deb
 
 UNIT     = $(wildcard tests/unit/*.c)
 UNIT_DEPS = $(UNIT) $(wildcard tests/unit/*.h) $(PURE) $(HEADERS)

@@ -13,6 +13,11 @@ command -v apxs >/dev/null 2>&1 || need="$need apache2-dev"
 command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v cc >/dev/null 2>&1 || need="$need gcc"
 [ -f /usr/include/openssl/evp.h ] || need="$need libssl-dev"
+# make deb (tests/test_995_deb.py): dpkg-buildpackage and dh; dh_apache2
+# comes with apache2-dev. No fakeroot: debian/control says
+# Rules-Requires-Root: no
+command -v dpkg-buildpackage >/dev/null 2>&1 || need="$need dpkg-dev"
+command -v dh >/dev/null 2>&1 || need="$need debhelper"
 # make fuzz / fuzz-smoke: clang with libFuzzer; make asan: gcc's sanitizers
 command -v clang >/dev/null 2>&1 || need="$need clang"
 ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a \
