@@ -18,13 +18,19 @@ PURE     = sse_event.c sse_json.c sse_query.c sse_store.c sse_store_clients.c \
            sse_store_repair.c sse_store_check.c sse_jwt.c
 
 .PHONY: all deps install activate unit test test-faults demo demo-screenshot clean bench \
-        asan asan-unit asan-ci fuzz fuzz-build fuzz-smoke deb
+        asan asan-unit asan-ci fuzz fuzz-build fuzz-smoke deb examples
 
 all: .libs/mod_sse.so
 
 .libs/mod_sse.so: $(SRCS) $(HEADERS)
 	@command -v $(APXS) >/dev/null || { echo "apxs not found: run 'make deps' (Debian: apache2-dev)"; exit 1; }
 	$(APXS) -c $(WARN) $(APXS_FLAGS) -o mod_sse.la $(SRCS) -lcrypto
+
+# the example module of the stream API (examples/, README "C API")
+examples: examples/.libs/mod_sse_example.so
+
+examples/.libs/mod_sse_example.so: examples/mod_sse_example.c mod_sse.h
+	cd examples && $(APXS) -c -Wc,-Wall -Wc,-Wextra -I.. mod_sse_example.c
 
 deps:
 	@sh scripts/install-deps.sh

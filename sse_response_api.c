@@ -19,6 +19,8 @@
 struct sse_response {
     sse_stream_io io;
     int closed;
+    apr_status_t ended;        /* why a send or wait said the stream is
+                                  over, APR_SUCCESS while it is not */
     unsigned char client_buf[16];
 };
 
@@ -115,6 +117,14 @@ static apr_status_t sse_response_open(request_rec *r,
     return APR_SUCCESS;
 }
 
+static apr_status_t note_end(sse_response *s, apr_status_t rv)
+{
+    if (rv != APR_SUCCESS && rv != APR_TIMEUP && s->ended == APR_SUCCESS) {
+        s->ended = rv;
+    }
+    return rv;
+}
+
 /* Non-zero when the text may go on an id: line. */
 static int id_ok(const char *id)
 {
@@ -142,22 +152,22 @@ static apr_status_t sse_response_send(sse_response *s,
         sse_stream_add_event(&s->io, ev->id, ev->event,
                              ev->data ? ev->data : "", ev->len);
     }
-    return sse_stream_flush(&s->io);
+    return note_end(s, sse_stream_flush(&s->io));
 }
 
 static apr_status_t sse_response_comment(sse_response *s, const char *text)
 {
     if (s->closed || !text) return APR_EINVAL;
     sse_stream_add_comment(&s->io, text);
-    return sse_stream_flush(&s->io);
+    return note_end(s, sse_stream_flush(&s->io));
 }
 
 static apr_status_t sse_response_wait(sse_response *s,
                                       apr_interval_time_t timeout)
 {
     if (s->closed) return APR_EINVAL;
-    return sse_stream_live(&s->io, apr_time_now()
-                                   + (timeout > 0 ? timeout : 0) + 1);
+    return note_end(s, sse_stream_live(&s->io, apr_time_now()
+                                   + (timeout > 0 ? timeout : 0) + 1));
 }
 
 static void sse_response_close(sse_response *s)
@@ -173,8 +183,10 @@ static void sse_response_close(sse_response *s)
                    "%" APR_UINT64_T_FMT, s->io.delivered));
     apr_table_setn(r->notes, "sse-bytes", apr_psprintf(r->pool,
                    "%" APR_UINT64_T_FMT, s->io.bytes));
-    apr_table_setn(r->notes, "sse-end", r->connection->aborted
-                                        ? "client-gone" : "closed");
+    apr_table_setn(r->notes, "sse-end",
+                   s->ended == APR_SUCCESS ? "closed"
+                   : s->ended == APR_EOF ? "deleted"
+                   : s->ended == APR_EINTR ? "stopping" : "client-gone");
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, SSE_LOGNO(00603)
                   "stream API: response closed after %" APR_UINT64_T_FMT
                   " events", s->io.delivered);

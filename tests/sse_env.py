@@ -36,6 +36,7 @@ MOD_SSE = (REPO / 'build' / 'variants' / 'asan' / '.libs' / 'mod_sse.so' if SANI
 TEST_MOD_DIR = TESTS / 'mod_sse_test'
 TEST_MOD_SRC = TEST_MOD_DIR / 'mod_sse_test.c'
 TEST_MOD_SO = TEST_MOD_DIR / '.libs' / 'mod_sse_test.so'
+EXAMPLE_MOD_SO = REPO / 'examples' / '.libs' / 'mod_sse_example.so'
 APACHE2 = '/usr/sbin/apache2'
 APXS = shutil.which('apxs') or '/usr/bin/apxs'
 MODULES = Path('/usr/lib/apache2/modules')
@@ -88,6 +89,7 @@ def wait_until(pred, timeout=DEFAULT_TIMEOUT, interval=0.05):
 # Building
 
 _build_lock = threading.Lock()
+_examples_built = []
 
 
 def build_variant(name, defines, cflags=(), ldflags=()):
@@ -148,6 +150,14 @@ def ensure_built():
             if r.returncode != 0 or not TEST_MOD_SO.exists():
                 raise RuntimeError('building tests/mod_sse_test failed:\n%s\n%s'
                                    % (r.stdout[-3000:], r.stderr[-3000:]))
+        # the stream API's example module, built as its README says (once)
+        if not _examples_built:
+            r = subprocess.run(['make', '-s', '-C', str(REPO), 'examples'],
+                               capture_output=True, text=True)
+            if r.returncode != 0 or not EXAMPLE_MOD_SO.exists():
+                raise RuntimeError('make examples failed:\n%s\n%s'
+                                   % (r.stdout[-3000:], r.stderr[-3000:]))
+            _examples_built.append(True)
 
 
 # ---------------------------------------------------------------------------
