@@ -6,7 +6,7 @@ SRCS     = mod_sse.c sse_config.c sse_event.c sse_json.c sse_query.c \
            sse_store_check.c sse_notify.c sse_writer.c sse_publish.c \
            sse_publish_stream.c sse_location.c sse_access.c sse_jwt.c \
            sse_request.c sse_stream_io.c sse_stream.c sse_admin.c \
-           sse_report.c sse_filter.c sse_response_api.c
+           sse_report.c sse_filter.c sse_ticker.c sse_response_api.c
 HEADERS  = $(wildcard *.h)
 WARN     = -Wc,-Wall -Wc,-Wextra -Wc,-std=gnu99 \
            -Wc,-Werror=implicit-function-declaration

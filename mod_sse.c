@@ -34,6 +34,7 @@
 #include "sse_report.h"
 #include "sse_filter.h"
 #include "sse_response_api.h"
+#include "sse_ticker.h"
 #include "sse_location.h"
 #include "sse_access.h"
 
@@ -438,6 +439,11 @@ static void sse_child_init(apr_pool_t *pchild, server_rec *s)
             ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, SSE_LOGNO(00011)
                          "cannot start the writer; every stream keeps its "
                          "worker thread");
+        }
+        if ((rv = sse_ticker_child_init(pchild)) != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, SSE_LOGNO(00015)
+                         "cannot start the ticker; SSE-filtered responses "
+                         "of proxied backends get no keepalives");
         }
     }
     rv = sse_notify_child_init(pchild, sse_store_wake_word(current_store),

@@ -15,10 +15,11 @@
  * event that would outgrow SSEMaxMessageSize is cut there.
  *
  * Events go out as soon as they are whole, with a FLUSH. While the
- * generator is silent and its output can be waited on here (a pipe, or
- * mod_cgi's stream), keepalive comments follow SSEKeepAlive. A generator
- * that pushes data itself (mod_proxy) holds the worker while it waits for
- * its backend, so there the backend's own output is all that is written.
+ * generator is silent, keepalive comments follow SSEKeepAlive: written here
+ * when its output can be waited on here (a pipe, or mod_cgi's stream);
+ * when the generator holds the worker while it waits (mod_proxy), by the
+ * child's ticker (sse_ticker.c) on plain HTTP/1.x, and not at all over TLS
+ * or HTTP/2, where only httpd's own filters may write.
  *
  * Error answers (anything but 200) and subrequests pass through untouched.
  */
@@ -30,6 +31,7 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "http_main.h"
+#include "http_ssl.h"
 #include "util_filter.h"
 
 #include "sse_private.h"
@@ -37,6 +39,7 @@
 #include "sse_event.h"
 #include "sse_notify.h"
 #include "sse_stream_io.h"
+#include "sse_ticker.h"
 #include "sse_filter.h"
 
 #define SSE_FILTER_NAME "SSE"
@@ -56,6 +59,9 @@ typedef struct {
     apr_size_t max_event;      /* SSEMaxMessageSize */
     apr_interval_time_t backoff;
     int stopped;               /* the child stopped: drop what follows */
+    sse_tick *tick;            /* keepalives while the generator holds the
+                                  thread (mod_proxy), or NULL */
+    int tick_checked;
 } filter_ctx;
 
 static apr_status_t free_pending(void *data)
@@ -139,15 +145,53 @@ static void take_pause(filter_ctx *fc, int end)
     if (fc->len > keep) emit(fc, fc->len - keep);
 }
 
-static apr_status_t write_out(filter_ctx *fc)
+/* A generator that waits inside its handler (mod_proxy) gives the filter
+ * no chance to write while it waits: the ticker writes keepalives then,
+ * where it can write to the socket itself. */
+static void start_ticker(ap_filter_t *f, filter_ctx *fc)
+{
+    conn_rec *c = f->c;
+    ap_filter_t *below;
+    fc->tick_checked = 1;
+    if (!fc->io.keepalive_sec || f->r->proto_num >= 2000 || c->master
+        || ap_ssl_conn_is_ssl(c)) {
+        return;
+    }
+    for (below = f->next; below; below = below->next) {
+        if (!sse_stream_filter_is_transparent(below->frec->name)) return;
+    }
+    fc->tick = sse_ticker_add(f->r, fc->io.keepalive_sec);
+}
+
+/* Every write of the response, taking turns with the ticker; end: the
+ * brigade ends the response (EOS), or nothing more will be written. */
+static apr_status_t pass_out(ap_filter_t *f, filter_ctx *fc, int end)
+{
+    apr_status_t rv;
+    sse_ticker_enter(fc->tick);
+    if (end) {
+        rv = ap_pass_brigade(fc->io.out, fc->io.bb);
+        apr_brigade_cleanup(fc->io.bb);
+    }
+    else {
+        rv = sse_stream_flush(&fc->io);
+    }
+    sse_ticker_leave(fc->tick, end || rv != APR_SUCCESS);
+    /* after the first write, once the headers are out */
+    if (rv == APR_SUCCESS && !end && !fc->tick_checked) start_ticker(f, fc);
+    return rv;
+}
+
+static apr_status_t write_out(ap_filter_t *f, filter_ctx *fc)
 {
     if (APR_BRIGADE_EMPTY(fc->io.bb)) return APR_SUCCESS;
-    return sse_stream_flush(&fc->io);
+    return pass_out(f, fc, 0);
 }
 
 /* One wait for more output from b (which had nothing to read), keeping
  * the client's connection alive and noticing when it goes. */
-static apr_status_t await_output(filter_ctx *fc, apr_bucket *b)
+static apr_status_t await_output(ap_filter_t *f, filter_ctx *fc,
+                                 apr_bucket *b)
 {
     apr_interval_time_t wait = fc->io.max_wait;
     apr_status_t rv;
@@ -157,8 +201,7 @@ static apr_status_t await_output(filter_ctx *fc, apr_bucket *b)
         sse_stream_add(&fc->io, ": server restarting\n\n", 21);
         APR_BRIGADE_INSERT_TAIL(fc->io.bb, apr_bucket_eos_create(
                                     fc->io.c->bucket_alloc));
-        ap_pass_brigade(fc->io.out, fc->io.bb);
-        apr_brigade_cleanup(fc->io.bb);
+        pass_out(f, fc, 1);
         fc->stopped = 1;
         return APR_ECONNABORTED;
     }
@@ -168,7 +211,7 @@ static apr_status_t await_output(filter_ctx *fc, apr_bucket *b)
         apr_time_t now = apr_time_now();
         if (now >= due) {
             sse_stream_add(&fc->io, ": keepalive\n\n", 13);
-            return sse_stream_flush(&fc->io);
+            return pass_out(f, fc, 0);
         }
         if (due - now < wait) wait = due - now;
     }
@@ -254,30 +297,38 @@ static apr_status_t sse_output_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         }
         f->ctx = fc = filter_start(f);
     }
+    if (sse_ticker_broken(fc->tick)) {
+        f->c->aborted = 1;
+    }
     while (!APR_BRIGADE_EMPTY(bb)) {
         apr_bucket *b = APR_BRIGADE_FIRST(bb);
         const char *data;
         apr_size_t len;
 
-        if (fc->stopped || f->c->aborted) {
-            /* ended already, or the client is gone: nothing more */
+        if (fc->stopped) {
+            /* ended already (a restart): nothing more */
             apr_bucket_delete(b);
             continue;
+        }
+        if (f->c->aborted) {
+            /* the client is gone: the generator may stop */
+            apr_brigade_cleanup(bb);
+            rv = APR_ECONNABORTED;
+            break;
         }
         if (APR_BUCKET_IS_EOS(b)) {
             take_pause(fc, 1);
             note_response(fc, "done");
             APR_BUCKET_REMOVE(b);
             APR_BRIGADE_INSERT_TAIL(fc->io.bb, b);
-            rv = ap_pass_brigade(f->next, fc->io.bb);
-            apr_brigade_cleanup(fc->io.bb);
+            rv = pass_out(f, fc, 1);
             apr_brigade_cleanup(bb);
             return rv;
         }
         if (APR_BUCKET_IS_FLUSH(b)) {
             take_pause(fc, 0);
             apr_bucket_delete(b);
-            if ((rv = sse_stream_flush(&fc->io)) != APR_SUCCESS) break;
+            if ((rv = pass_out(f, fc, 0)) != APR_SUCCESS) break;
             continue;
         }
         if (APR_BUCKET_IS_METADATA(b)) {
@@ -288,8 +339,8 @@ static apr_status_t sse_output_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         rv = apr_bucket_read(b, &data, &len, APR_NONBLOCK_READ);
         if (APR_STATUS_IS_EAGAIN(rv)) {
             take_pause(fc, 0);
-            if ((rv = write_out(fc)) != APR_SUCCESS
-                || (rv = await_output(fc, b)) != APR_SUCCESS) {
+            if ((rv = write_out(f, fc)) != APR_SUCCESS
+                || (rv = await_output(f, fc, b)) != APR_SUCCESS) {
                 break;
             }
             continue;
@@ -299,7 +350,7 @@ static apr_status_t sse_output_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         take(fc, data, len);
         apr_bucket_delete(b);
     }
-    if (rv == APR_SUCCESS && (rv = write_out(fc)) == APR_SUCCESS) {
+    if (rv == APR_SUCCESS && (rv = write_out(f, fc)) == APR_SUCCESS) {
         return APR_SUCCESS;
     }
     /* httpd sends no EOS down an aborted connection: note the end now */

@@ -98,23 +98,6 @@ static void note_child_full(request_rec *r)
                   "ServerLimit and MaxRequestWorkers");
 }
 
-/* Output filters that only frame or count what passes: bytes the writer
- * puts on the socket itself look the same as if they had gone through.
- * Any other filter (TLS, compression, rate limits, ...) must see every
- * byte, so such a stream keeps writing from its own thread. */
-static int filter_is_transparent(const char *name)
-{
-    static const char *const names[] = {
-        "byterange", "content_length", "http_header", "http_outerror",
-        "chunk", "log_input_output", "core", NULL
-    };
-    int i;
-    for (i = 0; names[i]; i++) {
-        if (!strcasecmp(name, names[i])) return 1;
-    }
-    return 0;
-}
-
 /* Decided before subscribing (hand-off streams do not count against the
  * child's threads): plain HTTP/1.x on a threaded MPM whose writer runs,
  * with no output filter that must see every byte. */
@@ -127,7 +110,7 @@ static int may_hand_off(request_rec *r)
         return 0;
     }
     for (f = r->output_filters; f; f = f->next) {
-        if (!filter_is_transparent(f->frec->name)) {
+        if (!sse_stream_filter_is_transparent(f->frec->name)) {
             ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, SSE_LOGNO(00106)
                           "output filter '%s' sees every byte: this stream "
                           "writes from its own thread", f->frec->name);

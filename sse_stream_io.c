@@ -46,6 +46,23 @@ void sse_stream_set_headers(request_rec *r)
     r->no_cache = 1;
 }
 
+/* Output filters that only frame or count what passes: bytes the writer
+ * puts on the socket itself look the same as if they had gone through.
+ * Any other filter (TLS, compression, rate limits, ...) must see every
+ * byte, so such a stream keeps writing from its own thread. */
+int sse_stream_filter_is_transparent(const char *name)
+{
+    static const char *const names[] = {
+        "byterange", "content_length", "http_header", "http_outerror",
+        "chunk", "log_input_output", "core", NULL
+    };
+    int i;
+    for (i = 0; names[i]; i++) {
+        if (!strcasecmp(name, names[i])) return 1;
+    }
+    return 0;
+}
+
 void sse_stream_io_init(sse_stream_io *io, request_rec *r, ap_filter_t *out)
 {
     int threaded = 0;

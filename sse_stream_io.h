@@ -36,6 +36,11 @@ typedef struct {
  * before the first byte is passed on. */
 void sse_stream_set_headers(request_rec *r);
 
+/* Non-zero for an output filter that only frames or counts what passes,
+ * so that bytes written to the socket directly look the same as if they
+ * had gone through it. */
+int sse_stream_filter_is_transparent(const char *name);
+
 /* Sets up io for r writing into out; scratch and brigade live as long as
  * the request. */
 void sse_stream_io_init(sse_stream_io *io, request_rec *r, ap_filter_t *out);

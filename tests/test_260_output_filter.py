@@ -147,6 +147,7 @@ ScriptAlias /cgi/ "%(cgi)s/"
 <Location /proxied/>
     ProxyPass http://127.0.0.1:%(port)d/
     SetOutputFilter SSE
+    SSEKeepAlive 1
 </Location>
 ''' % {'cgi': cgi, 'port': backend.server_address[1]}
     srv.write_config()
@@ -265,6 +266,25 @@ def test_proxied_slow_backend(filt, backend):
     assert s.wait_ended() and s.clean_end
     assert frames(s)[2:] == [('3', 'message', 'end')]
     assert len(frames(s)) == 3
+
+
+# while a proxied backend is silent (mod_proxy holds the thread, waiting
+# for it), keepalive comments still go out, and the events after them are
+# intact: the ticker and the filter take turns
+def test_proxied_backend_silent_gets_keepalives(filt, backend):
+    key = uniq('pxka')
+    s = SseStream(filt.port, '/proxied/' + key)
+    assert frames_after(s, 1) == [('1', 'message', 'token one')]
+    assert s.wait_comment('keepalive')
+    kept = s.comments.count('keepalive')
+    assert s.wait_until(lambda st: st.parser.comments.count('keepalive') > kept)
+    backend.step(key, 1).set()
+    backend.step(key, 2).set()
+    assert s.wait_ended() and s.clean_end
+    assert frames(s) == [('1', 'message', 'token one'), ('2', 'message', 'token two, with \u00e9'),
+                         ('3', 'message', 'end')]
+    body = bytes(s.raw)
+    assert body.startswith(b': ok\n\nid: 1\ndata: token one\n\n: keepalive\n\n'), body
 
 
 # HEAD answers the stream headers and no body
