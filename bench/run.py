@@ -893,6 +893,15 @@ def anomalies(results):
                         fmt(res['subs_connected']), fmt(res['subs_requested'])))
                 if res.get('drain_timed_out'):
                     bits.append('deliveries still missing when the drain timeout passed')
+                # machine CPU while publishing less server and client (the client's for the whole run, so
+                # this is a lower bound): what other processes took; ticks make short runs too coarse to say
+                m, srv_cpu, cli = res.get('machine_cpu_s'), res.get('server_cpu_s'), res.get('client_cpu_s')
+                if m is not None and m >= 5 and srv_cpu is not None and srv_cpu >= 0 and cli is not None \
+                        and m - srv_cpu - cli > 0.1 * m:
+                    bits.append('other processes took at least %.0f %% of the machine\'s busy CPU while '
+                                'publishing (%s of %s CPU s): latency and deliveries/s suffer, CPU per delivery '
+                                'does not' % (
+                                    100 * (m - srv_cpu - cli) / m, fmt(m - srv_cpu - cli), fmt(m)))
                 if res.get('rate_requested') and res['rate_achieved'] < 0.95 * res['rate_requested']:
                     bits.append('the publisher fell behind the schedule (%s of %s messages/s): the server was '
                                 'saturated, and latency includes the wait' % (
