@@ -900,7 +900,7 @@ def anomalies(results):
                         and m - srv_cpu - cli > 0.1 * m:
                     bits.append('other processes took at least %.0f %% of the machine\'s busy CPU while '
                                 'publishing (%s of %s CPU s): latency and deliveries/s suffer, CPU per delivery '
-                                'does not' % (
+                                'less so' % (
                                     100 * (m - srv_cpu - cli) / m, fmt(m - srv_cpu - cli), fmt(m)))
                 if res.get('rate_requested') and res['rate_achieved'] < 0.95 * res['rate_requested']:
                     bits.append('the publisher fell behind the schedule (%s of %s messages/s): the server was '
