@@ -8,8 +8,8 @@ bench/work/sse_load (built by `make bench`).
 Environment:
   BENCH_QUICK=1                 every scenario about 10x smaller (a smoke run)
   BENCH_ONLY=modsse,nchan       servers to run (modsse, nchan, bettersse)
-  BENCH_SCENARIOS=light,idle    scenarios to run (light, saturation, tls1k, fanout, idle, fan50k, idle50k,
-                                restart50k, pubrate, pubrate-event, pubstream)
+  BENCH_SCENARIOS=light,idle    scenarios to run (light, saturation, tls1k, tls1k-paced, fanout, idle, fan50k,
+                                idle50k, restart50k, pubrate, pubrate-event, pubstream)
   BENCH_THREAD_STACK=131072     mod_sse's ThreadStackSize
   BENCH_MPM=worker              mod_sse's MPM (worker or event; scenario pubrate-event is always event)
   BENCH_OUT=dir                 where results go; default bench/results for a full run, else bench/work/results
@@ -73,6 +73,11 @@ SCENARIOS = {
     'tls1k': dict(kind='fanout', subs=1000, procs=2, messages=3000, rate=1000, drain=90, tls=True,
                   only=['modsse', 'nchan'],
                   what='saturation with the subscribers over TLS (HTTPS, HTTP/1.1)'),
+    # the same subscribers at a rate both keep up with: at saturation mod_sse's threads fall behind and write
+    # many events per TLS record; here nearly every event is a wakeup and a record per stream
+    'tls1k-paced': dict(kind='fanout', subs=1000, procs=2, messages=200, rate=20, drain=60, tls=True,
+                        only=['modsse', 'nchan'],
+                        what='1,000 subscribers over TLS at 20 msg/s, a rate both servers keep up with'),
     'fanout': dict(kind='fanout', subs=10000, procs=2, messages=200, rate=20, drain=60,
                    what='latency and CPU with many subscribers'),
     'idle': dict(kind='idle', subs=10000, procs=2, what='memory per idle subscriber'),
@@ -94,6 +99,7 @@ QUICK_SCENARIOS = {
     'light': dict(subs=10, messages=100),
     'saturation': dict(subs=100, messages=300),
     'tls1k': dict(subs=100, messages=300),
+    'tls1k-paced': dict(subs=100, messages=40),
     'fanout': dict(subs=1000, messages=40),
     'idle': dict(subs=1000),
     'fan50k': dict(subs=5000),
@@ -835,6 +841,8 @@ HEADLINE = [
     ('CPU µs per delivery, tls1k (HTTPS)', 'tls1k', 'server_cpu_us_per_delivery', 'lower'),
     ('p99 latency ms, tls1k (HTTPS)', 'tls1k', 'latency_p99_ms', 'lower'),
     ('deliveries per second, tls1k (HTTPS)', 'tls1k', 'deliveries_per_s', 'higher'),
+    ('CPU µs per delivery, tls1k-paced (HTTPS, 20 msg/s)', 'tls1k-paced', 'server_cpu_us_per_delivery', 'lower'),
+    ('p99 latency ms, tls1k-paced (HTTPS, 20 msg/s)', 'tls1k-paced', 'latency_p99_ms', 'lower'),
     ('KB per idle subscriber (all-in PSS)', 'idle', 'kb_per_sub_pss_total', 'lower'),
     ('CPU µs per delivery, fan50k', 'fan50k', 'server_cpu_us_per_delivery', 'lower'),
     ('p99 latency ms, fan50k', 'fan50k', 'latency_p99_ms', 'lower'),
@@ -1019,7 +1027,7 @@ def plot(out, results):
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: '{:,.0f}'.format(v) if v >= 10 else '%g' % v))
         ax.grid(axis='y', alpha=0.3)
 
-    lat_scen = [s for s in ('light', 'saturation', 'tls1k', 'fanout') if s in results]
+    lat_scen = [s for s in ('light', 'saturation', 'tls1k', 'tls1k-paced', 'fanout') if s in results]
     if lat_scen:
         fig, axes = plt.subplots(1, len(lat_scen), figsize=(5 * len(lat_scen), 4.2), squeeze=False)
         pct = [('p50', 'latency_p50_ms'), ('p90', 'latency_p90_ms'), ('p99', 'latency_p99_ms'),
@@ -1037,7 +1045,8 @@ def plot(out, results):
 
     singles = [
         ('cpu_per_delivery.png', 'server CPU µs per delivery (lower is better)', 'µs',
-         [(s, s, 'server_cpu_us_per_delivery') for s in ('light', 'saturation', 'tls1k', 'fanout')]),
+         [(s, s, 'server_cpu_us_per_delivery') for s in ('light', 'saturation', 'tls1k', 'tls1k-paced',
+                                                            'fanout')]),
         ('throughput.png', 'deliveries/s at saturation and publishes/s without subscribers (higher is better)',
          'per second', [('deliveries/s, saturation', 'saturation', 'deliveries_per_s'),
                         ('deliveries/s, tls1k (HTTPS)', 'tls1k', 'deliveries_per_s'),
