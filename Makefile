@@ -151,7 +151,7 @@ fuzz-smoke:
 # --- benchmark: mod_sse vs Nchan vs better-sse (bench/README.md) ---
 bench/work/sse_load: bench/sse_load.c
 	@mkdir -p bench/work
-	cc -O2 -Wall -Wextra -o $@ bench/sse_load.c -lpthread
+	cc -O2 -Wall -Wextra -o $@ bench/sse_load.c -lpthread -lssl -lcrypto
 
 bench:
 	@sh bench/setup.sh

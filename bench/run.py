@@ -8,14 +8,19 @@ bench/work/sse_load (built by `make bench`).
 Environment:
   BENCH_QUICK=1                 every scenario about 10x smaller (a smoke run)
   BENCH_ONLY=modsse,nchan       servers to run (modsse, nchan, bettersse)
-  BENCH_SCENARIOS=light,idle    scenarios to run (light, saturation, fanout, idle, fan50k, idle50k, restart50k,
-                                pubrate, pubrate-event, pubstream)
+  BENCH_SCENARIOS=light,idle    scenarios to run (light, saturation, tls1k, tls1k-paced, fanout, idle, fan50k,
+                                idle50k, restart50k, pubrate, pubrate-event, pubstream)
   BENCH_THREAD_STACK=131072     mod_sse's ThreadStackSize
   BENCH_MPM=worker              mod_sse's MPM (worker or event; scenario pubrate-event is always event)
   BENCH_OUT=dir                 where results go; default bench/results for a full run, else bench/work/results
 
 `run.py --report DIR` renders DIR/results.md and the plots again from DIR/results.json without running anything
 (and the README block too when DIR is bench/results).
+
+`run.py --merge DIR` puts the scenarios of a filtered run (DIR/results.json, e.g. bench/work/results after
+BENCH_SCENARIOS=tls1k) into bench/results/results.json in place of theirs, renders bench/results and the README
+block again, and says in both which scenarios came from which run. Quick runs and runs that left out a server
+are refused.
 """
 import datetime
 import json
@@ -49,6 +54,11 @@ MPM = os.environ.get('BENCH_MPM', 'worker')
 
 # Ports well above the usual ones, one per server, so a server that lingers cannot answer for another.
 PORTS = {'modsse': 18790, 'nchan': 18791, 'bettersse': 18792}
+# TLS scenarios: subscribers on PORTS (HTTPS), publishes plain HTTP on this many ports higher
+PUB_PORT_OFFSET = 10
+TLS_DIR = WORK / 'tls'
+TLS_CERT, TLS_KEY = TLS_DIR / 'cert.pem', TLS_DIR / 'key.pem'
+TLS_PROTOCOLS = ['TLSv1.2', 'TLSv1.3']
 LABELS = {'modsse': 'mod_sse', 'nchan': 'Nchan', 'bettersse': 'better-sse'}
 SERVERS = ['modsse', 'nchan', 'bettersse']
 CHANNEL = 'bench'
@@ -59,6 +69,15 @@ SCENARIOS = {
                   what='latency at a light load'),
     'saturation': dict(kind='fanout', subs=1000, procs=2, messages=3000, rate=1000, drain=90,
                        what='throughput and CPU per delivery with demand far above capacity'),
+    # saturation again with the subscribers on HTTPS; mod_sse's TLS streams keep their worker thread
+    'tls1k': dict(kind='fanout', subs=1000, procs=2, messages=3000, rate=1000, drain=90, tls=True,
+                  only=['modsse', 'nchan'],
+                  what='saturation with the subscribers over TLS (HTTPS, HTTP/1.1)'),
+    # the same subscribers at a rate both keep up with: at saturation mod_sse's threads fall behind and write
+    # many events per TLS record; here nearly every event is a wakeup and a record per stream
+    'tls1k-paced': dict(kind='fanout', subs=1000, procs=2, messages=200, rate=20, drain=60, tls=True,
+                        only=['modsse', 'nchan'],
+                        what='1,000 subscribers over TLS at 20 msg/s, a rate both servers keep up with'),
     'fanout': dict(kind='fanout', subs=10000, procs=2, messages=200, rate=20, drain=60,
                    what='latency and CPU with many subscribers'),
     'idle': dict(kind='idle', subs=10000, procs=2, what='memory per idle subscriber'),
@@ -79,6 +98,8 @@ SCENARIOS = {
 QUICK_SCENARIOS = {
     'light': dict(subs=10, messages=100),
     'saturation': dict(subs=100, messages=300),
+    'tls1k': dict(subs=100, messages=300),
+    'tls1k-paced': dict(subs=100, messages=40),
     'fanout': dict(subs=1000, messages=40),
     'idle': dict(subs=1000),
     'fan50k': dict(subs=5000),
@@ -160,12 +181,27 @@ def thread_count(pids):
     return n
 
 
+def make_cert():
+    """One self-signed certificate for 127.0.0.1 per run, used by every server; the client verifies it.
+    P-256, as a current browser-facing site would have: the handshakes happen before anything is measured."""
+    TLS_DIR.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
+                        '-nodes', '-days', '30', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+                        '-addext', 'basicConstraints=critical,CA:FALSE',
+                        '-keyout', str(TLS_KEY), '-out', str(TLS_CERT)], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit('openssl could not make the bench certificate: %s' % r.stderr.strip())
+
+
 class Server:
     name = ''
 
     def __init__(self, sc):
         self.sc = sc
+        self.tls = bool(sc.get('tls'))
         self.port = PORTS[self.name]
+        # with TLS, publishes go to a second, plain listener of the same server
+        self.pub_port = self.port + PUB_PORT_OFFSET if self.tls else self.port
         self.dir = WORK / self.name
         self.proc = None
         self.config = {}
@@ -198,7 +234,7 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 break
-            if http_answers(self.port) and self.ready():
+            if http_answers(self.pub_port) and self.ready():
                 return True
             time.sleep(0.2)
         log('%s did not start; look at %s' % (self.label, ', '.join(str(p) for p in self.log_files())))
@@ -282,7 +318,14 @@ class ModSse(Server):
         return cores * math.ceil(max(2, math.ceil(1.5 * subs / per_child)) / cores)
 
     def threads_per_child(self):
-        return self.THREADS
+        if not self.tls:
+            return self.THREADS
+        # TLS streams keep their worker thread. A child's share of them, a fifth again for the kernel's uneven
+        # spread over the listener buckets and a few for the publisher and probes, must leave half of its
+        # threads idle: with 2 buckets httpd raises MinSpareThreads to ThreadsPerChild + 2 (half a child per
+        # bucket) and logs AH00287 when fewer are idle. mod_sse's own cap (nine tenths) is then far away.
+        share = math.ceil(1.2 * self.sc.get('subs', 0) / self.children) + 16
+        return max(self.THREADS, 2 * share + 4)
 
     def write_config(self):
         tpc = self.threads_per_child()
@@ -291,12 +334,15 @@ class ModSse(Server):
         self.config = dict(ServerLimit=self.children, ThreadsPerChild=tpc, ThreadStackSize=THREAD_STACK,
                            SSEHistorySize=hist, SSEMaxSubscribers=subs + 64,
                            SSEMaxStreamsPerClient=subs + 64)
+        if self.tls:
+            self.config['subscribers'] = ('HTTPS on %d (mod_ssl; each stream keeps its worker thread), '
+                                          'publishes plain HTTP on %d' % (self.port, self.pub_port))
         m = APACHE_MODULES
         lines = [
             '# written by bench/run.py for one scenario; not an example of a production setup',
             'ServerRoot "%s"' % self.dir,
             'ServerName 127.0.0.1',
-            'Listen 127.0.0.1:%d' % self.port,
+            'Listen 127.0.0.1:%d%s' % (self.port, ' https' if self.tls else ''),
             'PidFile run/httpd.pid',
             'DefaultRuntimeDir run',
             'ErrorLog logs/error_log',
@@ -338,6 +384,20 @@ class ModSse(Server):
             '    Require all granted',
             '</Location>',
         ]
+        if self.tls:
+            # the same protocols as nginx (whose 1.22 leaves TLSv1.3 out by default), each server's own
+            # defaults otherwise: both pick TLS_AES_256_GCM_SHA384, which the client reports
+            lines += [
+                'LoadModule ssl_module %s/mod_ssl.so' % m,
+                'Listen 127.0.0.1:%d' % self.pub_port,
+                '<VirtualHost 127.0.0.1:%d>' % self.port,
+                '    ServerName 127.0.0.1',
+                '    SSLEngine on',
+                '    SSLProtocol -all +%s' % ' +'.join(TLS_PROTOCOLS),
+                '    SSLCertificateFile %s' % TLS_CERT,
+                '    SSLCertificateKeyFile %s' % TLS_KEY,
+                '</VirtualHost>',
+            ]
         if os.geteuid() == 0:
             lines += ['User nobody', 'Group nogroup']
         (self.dir / 'httpd.conf').write_text('\n'.join(lines) + '\n')
@@ -388,6 +448,15 @@ class Nchan(Server):
         self.workers = workers
         self.config = dict(worker_processes=workers, worker_connections=conns,
                            nchan_message_buffer_length=hist)
+        # one listening socket per worker, as for httpd's children (ListenCoresBucketsRatio)
+        listen = '        listen 127.0.0.1:%d%s backlog=4096 reuseport;' % (self.port, ' ssl' if self.tls else '')
+        if self.tls:
+            # the same protocols as httpd, nginx's defaults otherwise
+            listen += ('\n        listen 127.0.0.1:%d backlog=4096 reuseport;'
+                       '\n        ssl_certificate %s;\n        ssl_certificate_key %s;'
+                       '\n        ssl_protocols %s;' % (self.pub_port, TLS_CERT, TLS_KEY, ' '.join(TLS_PROTOCOLS)))
+            self.config['subscribers'] = 'HTTPS on %d (listen ... ssl), publishes plain HTTP on %d' % (
+                self.port, self.pub_port)
         conf = '''# written by bench/run.py for one scenario
 load_module {so};
 worker_processes {workers};
@@ -410,8 +479,7 @@ http {{
     nchan_message_timeout 1h;
     nchan_max_reserved_memory 256M;
     server {{
-        # one listening socket per worker, as for httpd's children (ListenCoresBucketsRatio)
-        listen 127.0.0.1:{port} backlog=4096 reuseport;
+{listen}
         location = /ready {{
             return 204;
         }}
@@ -425,7 +493,7 @@ http {{
         }}
     }}
 }}
-'''.format(so=NCHAN_SO, dir=self.dir, conns=conns, hist=hist, port=self.port, workers=workers,
+'''.format(so=NCHAN_SO, dir=self.dir, conns=conns, hist=hist, listen=listen, workers=workers,
            nofile=NOFILE)
         (self.dir / 'nginx.conf').write_text(conf)
 
@@ -481,6 +549,8 @@ def run_client(server, sc, scenario_index):
             '--pub-path', server.pub_path(), '--sub-path', server.sub_path(),
             # a fresh source address range per scenario: no TIME_WAIT of an earlier run is in the way
             '--src-base', str(10 + 4 * scenario_index)]
+    if server.tls:
+        args += ['--tls', '--tls-ca', str(TLS_CERT), '--pub-port', str(server.pub_port)]
     if sc['kind'] in ('fanout', 'idle'):
         args += ['--subs', str(sc['subs']), '--procs', str(sc['procs'])]
     if sc['kind'] == 'fanout':
@@ -713,6 +783,13 @@ def scenario_table(name, sc, results):
                 'deliveries/s', 'events/read', 'server CPU s', 'CPU µs/delivery', 'client CPU s']
         desc = '%s subscribers, %s messages of 100 bytes at %s/s' % (
             fmt(sc['subs']), fmt(sc['messages']), fmt(sc['rate']))
+        if sc.get('tls'):
+            agreed = ', '.join('%s %s%s' % (LABELS[srv], res.get('tls', '?'),
+                                            '' if not res.get('tls_errors') else ' (%s TLS errors)'
+                                            % fmt(res['tls_errors']))
+                               for srv, res in results.items() if 'error' not in res)
+            desc += ('; subscribers over HTTPS (HTTP/1.1, the certificate verified by the client; negotiated: '
+                     '%s), publishes plain HTTP to a second listener of the same server' % agreed)
     elif kind == 'idle':
         cols = ['server', 'subs', 'connect s', 'processes', 'RSS before MB', 'RSS after MB', 'PSS before MB',
                 'PSS after MB', 'KB/sub all-in', 'KB/sub added', 'dropped']
@@ -761,6 +838,11 @@ HEADLINE = [
     ('p99 latency ms, light', 'light', 'latency_p99_ms', 'lower'),
     ('p99 latency ms, fanout', 'fanout', 'latency_p99_ms', 'lower'),
     ('deliveries per second, saturation', 'saturation', 'deliveries_per_s', 'higher'),
+    ('CPU µs per delivery, tls1k (HTTPS)', 'tls1k', 'server_cpu_us_per_delivery', 'lower'),
+    ('p99 latency ms, tls1k (HTTPS)', 'tls1k', 'latency_p99_ms', 'lower'),
+    ('deliveries per second, tls1k (HTTPS)', 'tls1k', 'deliveries_per_s', 'higher'),
+    ('CPU µs per delivery, tls1k-paced (HTTPS, 20 msg/s)', 'tls1k-paced', 'server_cpu_us_per_delivery', 'lower'),
+    ('p99 latency ms, tls1k-paced (HTTPS, 20 msg/s)', 'tls1k-paced', 'latency_p99_ms', 'lower'),
     ('KB per idle subscriber (all-in PSS)', 'idle', 'kb_per_sub_pss_total', 'lower'),
     ('CPU µs per delivery, fan50k', 'fan50k', 'server_cpu_us_per_delivery', 'lower'),
     ('p99 latency ms, fan50k', 'fan50k', 'latency_p99_ms', 'lower'),
@@ -819,6 +901,15 @@ def anomalies(results):
                         fmt(res['subs_connected']), fmt(res['subs_requested'])))
                 if res.get('drain_timed_out'):
                     bits.append('deliveries still missing when the drain timeout passed')
+                # machine CPU while publishing less server and client (the client's for the whole run, so
+                # this is a lower bound): what other processes took; ticks make short runs too coarse to say
+                m, srv_cpu, cli = res.get('machine_cpu_s'), res.get('server_cpu_s'), res.get('client_cpu_s')
+                if m is not None and m >= 5 and srv_cpu is not None and srv_cpu >= 0 and cli is not None \
+                        and m - srv_cpu - cli > 0.1 * m:
+                    bits.append('other processes took at least %.0f %% of the machine\'s busy CPU while '
+                                'publishing (%s of %s CPU s): latency and deliveries/s suffer, CPU per delivery '
+                                'less so' % (
+                                    100 * (m - srv_cpu - cli) / m, fmt(m - srv_cpu - cli), fmt(m)))
                 if res.get('rate_requested') and res['rate_achieved'] < 0.95 * res['rate_requested']:
                     bits.append('the publisher fell behind the schedule (%s of %s messages/s): the server was '
                                 'saturated, and latency includes the wait' % (
@@ -845,10 +936,21 @@ def anomalies(results):
     return notes
 
 
-def write_markdown(out, h, scenarios, results, plots, took):
+def merged_md(merged):
+    """Which scenarios came from a later filtered run (run.py --merge), and from what."""
+    lines = []
+    for scen, m in (merged or {}).items():
+        h = m['header']
+        lines.append('`%s` comes from a separate run on %s (mod_sse git %s, Apache %s, nginx %s with Nchan %s), '
+                     'merged in with `run.py --merge`.' % (scen, h['date'], h['mod_sse_git'], h['apache'],
+                                                            h['nginx'], h['nchan']))
+    return ' '.join(lines)
+
+
+def write_markdown(out, h, scenarios, results, plots, took, merged=None):
     parts = ['# mod_sse benchmark results', '',
              '<!-- written by bench/run.py; bench/README.md explains the method -->', '',
-             header_md(h, took), '',
+             header_md(h, took) + (' ' + merged_md(merged) if merged else ''), '',
              'Client and servers share the same cores, so compare the ratios, not the absolute numbers. '
              'Latency runs from the *intended* send time of a message to its arrival at a subscriber.', '',
              '## Headline', '', headline_table(results, scenarios), '']
@@ -871,13 +973,14 @@ def write_markdown(out, h, scenarios, results, plots, took):
     (out / 'results.md').write_text('\n'.join(parts) + '\n')
 
 
-def update_readme(h, scenarios, results, plots, took):
+def update_readme(h, scenarios, results, plots, took, merged=None):
     text = README.read_text()
     begin, end = '<!-- bench:begin -->', '<!-- bench:end -->'
     if begin not in text or end not in text:
         log('README.md has no bench markers; left alone')
         return
-    block = [begin, '', header_md(h, took), '', headline_table(results, scenarios), '',
+    block = [begin, '', header_md(h, took) + (' ' + merged_md(merged) if merged else ''), '',
+             headline_table(results, scenarios), '',
              'Ratios are mod_sse divided by the other server. Full tables: '
              '[bench/results/results.md](bench/results/results.md); plots: ' +
              ', '.join('[%s](bench/results/%s)' % (p.stem.replace('_', ' '), p.name) for p in plots) + '.']
@@ -924,7 +1027,7 @@ def plot(out, results):
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: '{:,.0f}'.format(v) if v >= 10 else '%g' % v))
         ax.grid(axis='y', alpha=0.3)
 
-    lat_scen = [s for s in ('light', 'saturation', 'fanout') if s in results]
+    lat_scen = [s for s in ('light', 'saturation', 'tls1k', 'tls1k-paced', 'fanout') if s in results]
     if lat_scen:
         fig, axes = plt.subplots(1, len(lat_scen), figsize=(5 * len(lat_scen), 4.2), squeeze=False)
         pct = [('p50', 'latency_p50_ms'), ('p90', 'latency_p90_ms'), ('p99', 'latency_p99_ms'),
@@ -942,9 +1045,11 @@ def plot(out, results):
 
     singles = [
         ('cpu_per_delivery.png', 'server CPU µs per delivery (lower is better)', 'µs',
-         [(s, s, 'server_cpu_us_per_delivery') for s in ('light', 'saturation', 'fanout')]),
+         [(s, s, 'server_cpu_us_per_delivery') for s in ('light', 'saturation', 'tls1k', 'tls1k-paced',
+                                                            'fanout')]),
         ('throughput.png', 'deliveries/s at saturation and publishes/s without subscribers (higher is better)',
          'per second', [('deliveries/s, saturation', 'saturation', 'deliveries_per_s'),
+                        ('deliveries/s, tls1k (HTTPS)', 'tls1k', 'deliveries_per_s'),
                         ('publishes/s', 'pubrate', 'publishes_per_s')]),
         ('memory_per_idle_subscriber.png', 'memory per idle subscriber, PSS (lower is better)', 'KB',
          [('all-in', 'idle', 'kb_per_sub_pss_total'), ('added by subscribers', 'idle', 'kb_per_sub_pss_delta')]),
@@ -977,19 +1082,57 @@ def plot(out, results):
 def report_only(out):
     data = json.loads((out / 'results.json').read_text())
     h, results, scenarios, took = data['header'], data['results'], data['scenarios'], data['took_s']
+    merged = data.get('merged')
     plots = plot(out, results)
-    write_markdown(out, h, scenarios, results, plots, took)
+    write_markdown(out, h, scenarios, results, plots, took, merged)
     if out.resolve() == (BENCH / 'results').resolve():
-        update_readme(h, scenarios, results, plots, took)
+        update_readme(h, scenarios, results, plots, took, merged)
     log('rendered %s from %s' % (out / 'results.md', out / 'results.json'))
     return 0
+
+
+def merge(src):
+    """Puts the scenarios of a filtered run into the committed results, each with the header of its run."""
+    dest = BENCH / 'results'
+    part = json.loads((src / 'results.json').read_text())
+    data = json.loads((dest / 'results.json').read_text())
+    if part['header'].get('quick'):
+        sys.exit('--merge: %s is a quick run (BENCH_QUICK); only full-size scenarios go into bench/results' % src)
+    for scen, per in part['results'].items():
+        sc = SCENARIOS.get(scen)
+        if sc is None:
+            sys.exit('--merge: unknown scenario %r' % scen)
+        want = [s for s in SERVERS if not sc.get('only') or s in sc['only']]
+        missing = [LABELS[s] for s in want if s not in per]
+        if missing:
+            sys.exit('--merge: %s of %s ran without %s (BENCH_ONLY?); run it with every server' % (
+                scen, src, ', '.join(missing)))
+        failed = ['%s: %s' % (LABELS[s], r['error']) for s, r in per.items() if 'error' in r]
+        if failed:
+            sys.exit('--merge: %s failed in %s (%s)' % (scen, src, '; '.join(failed)))
+    for scen in part['results']:
+        data['results'][scen] = part['results'][scen]
+        data['scenarios'][scen] = part['scenarios'][scen]
+        data.setdefault('merged', {})[scen] = {'header': part['header'], 'took_s': part['took_s']}
+    # the order of SCENARIOS, so a merged scenario sits where a full run would put it
+    order = list(SCENARIOS)
+    key = lambda kv: order.index(kv[0]) if kv[0] in order else len(order)
+    data['scenarios'] = dict(sorted(data['scenarios'].items(), key=key))
+    data['results'] = dict(sorted(data['results'].items(), key=key))
+    data['merged'] = dict(sorted(data['merged'].items(), key=key))
+    (dest / 'results.json').write_text(json.dumps(data, indent=1, ensure_ascii=False) + '\n')
+    log('merged %s from %s into %s' % (', '.join(part['results']), src, dest))
+    return report_only(dest)
 
 
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == '--report':
         return report_only(Path(sys.argv[2]))
+    if len(sys.argv) == 3 and sys.argv[1] == '--merge':
+        return merge(Path(sys.argv[2]))
     if len(sys.argv) > 1:
-        sys.exit('usage: run.py [--report DIR]  (configured by BENCH_* environment variables, see the top of run.py)')
+        sys.exit('usage: run.py [--report DIR | --merge DIR]  (configured by BENCH_* environment variables, '
+                 'see the top of run.py)')
     t_start = time.monotonic()
     raise_nofile()
     if not CLIENT.exists():
@@ -1021,6 +1164,8 @@ def main():
     WORK.mkdir(exist_ok=True)
 
     h = header()
+    if any(sc.get('tls') for sc in scenarios.values()):
+        make_cert()
     log('servers: %s; scenarios: %s%s; results go to %s' % (
         ', '.join(LABELS[s] for s in servers), ', '.join(scenarios), ' (quick)' if QUICK else '', out))
     results = {}

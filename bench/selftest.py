@@ -5,12 +5,17 @@ The fake server serves GET /sub/<ch> and POST /pub/<ch> like the real ones, but 
 they connect) it drops one message, sends one twice, swaps two, answers 404, or frames the stream differently
 (chunks cut mid-line, CRLF line ends, JSON-quoted data, no chunking). The client must report exactly the
 faults that were injected; a client that missed a dropped message would make every loss figure a lie.
+The same runs again with the subscribers over TLS (--tls, certificate verified, publishes to a second, plain
+port), and once more against a certificate the client must refuse.
 Exits non-zero when a count is off. Usage: selftest.py [path to sse_load]
 """
 import json
+import os
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -73,24 +78,42 @@ class Sub:
                 self.held = None
 
 
+def listener():
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(('127.0.0.1', 0))
+    sock.listen(64)
+    return sock
+
+
 class FakeServer:
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(('127.0.0.1', 0))
-        self.sock.listen(64)
+    """With tls (an ssl.SSLContext), port speaks TLS and pub_port is a second, plain listener."""
+
+    def __init__(self, tls=None):
+        self.tls = tls
+        self.sock = listener()
         self.port = self.sock.getsockname()[1]
+        self.pub_port = self.port
         self.subs = []
         self.n = 0
         self.lock = threading.Lock()
-        threading.Thread(target=self.accept, daemon=True).start()
+        threading.Thread(target=self.accept, args=(self.sock, tls), daemon=True).start()
+        if tls:
+            plain = listener()
+            self.pub_port = plain.getsockname()[1]
+            threading.Thread(target=self.accept, args=(plain, None), daemon=True).start()
 
-    def accept(self):
+    def accept(self, sock, tls):
         while True:
-            conn, _ = self.sock.accept()
-            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+            conn, _ = sock.accept()
+            threading.Thread(target=self.handle, args=(conn, tls), daemon=True).start()
 
-    def handle(self, conn):
+    def handle(self, conn, tls=None):
+        if tls:
+            try:
+                conn = tls.wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError):
+                return      # a client that refused the certificate
         buf = b''
         while True:
             while b'\r\n\r\n' not in buf:
@@ -133,17 +156,30 @@ class FakeServer:
             conn.sendall(b'HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok')
 
 
-def main():
-    srv = FakeServer()
-    n = len(PLAN)
-    r = subprocess.run([str(CLIENT), 'fanout', '--port', str(srv.port), '--subs', str(n), '--procs', '2',
+def make_cert(d, name):
+    """A self-signed certificate for 127.0.0.1, as bench/run.py makes one."""
+    cert, key = os.path.join(d, name + '.pem'), os.path.join(d, name + '.key')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
+                    '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+                    '-addext', 'basicConstraints=critical,CA:FALSE',
+                    '-keyout', key, '-out', cert], check=True, capture_output=True)
+    return cert, key
+
+
+def run_client(srv, extra=()):
+    r = subprocess.run([str(CLIENT), 'fanout', '--port', str(srv.port), '--pub-port', str(srv.pub_port),
+                        '--subs', str(len(PLAN)), '--procs', '2',
                         '--messages', str(MESSAGES), '--rate', '200', '--drain-timeout', '3',
-                        '--server-pid', str(__import__('os').getpid()), '--src-base', '100'],
+                        '--server-pid', str(os.getpid()), '--src-base', '100'] + list(extra),
                        capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
         print(r.stderr)
         sys.exit('selftest: client exited %d' % r.returncode)
-    res = json.loads(r.stdout)
+    return json.loads(r.stdout)
+
+
+def check_faults(res, what):
+    n = len(PLAN)
     connected = n - 1
     want = {
         'subs_connected': connected,
@@ -164,13 +200,47 @@ def main():
     bad = {k: (res.get(k), v) for k, v in want.items() if res.get(k) != v}
     if res['latency_count'] != res['received'] or not 0 < res['latency_p50_ms'] < 1000:
         bad['latency'] = (res['latency_count'], res['latency_p50_ms'])
+    fail(res, bad, what)
+    print('selftest: %s: the client counted the injected loss, duplicate, reordering and 404 exactly '
+          '(%d subscribers, %d messages, chunked/raw/CRLF/JSON framing)' % (what, n, MESSAGES))
+
+
+def fail(res, bad, what):
     if bad:
         print(json.dumps(res, indent=1))
         for k, (got, exp) in bad.items():
-            print('selftest: %s is %r, expected %r' % (k, got, exp))
+            print('selftest: %s: %s is %r, expected %r' % (what, k, got, exp))
         sys.exit(1)
-    print('selftest: the client counted the injected loss, duplicate, reordering and 404 exactly '
-          '(%d subscribers, %d messages, chunked/raw/CRLF/JSON framing)' % (n, MESSAGES))
+
+
+def main():
+    res = run_client(FakeServer())
+    if 'tls' in res:
+        fail(res, {'tls': (res['tls'], 'absent without --tls')}, 'plain')
+    check_faults(res, 'plain')
+
+    with tempfile.TemporaryDirectory() as d:
+        cert, key = make_cert(d, 'server')
+        other, _ = make_cert(d, 'other')
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+
+        res = run_client(FakeServer(ctx), ['--tls', '--tls-ca', cert])
+        bad = {} if res.get('tls', '').startswith('TLSv1.') and res.get('tls_verified') is True \
+            and res.get('tls_errors') == 0 else {'tls': (res.get('tls'), 'TLSv1.x, verified, no errors')}
+        fail(res, bad, 'TLS')
+        check_faults(res, 'TLS')
+
+        # a certificate the client was not told to trust: no subscriber may connect
+        res = run_client(FakeServer(ctx), ['--tls', '--tls-ca', other])
+        want = {'subs_connected': 0, 'received': 0, 'published': MESSAGES}
+        bad = {k: (res.get(k), v) for k, v in want.items() if res.get(k) != v}
+        if not res.get('tls_errors') or res.get('connect_failed') != len(PLAN):
+            bad['refused'] = ((res.get('tls_errors'), res.get('connect_failed')),
+                              'TLS errors > 0, every subscriber failed to connect')
+        fail(res, bad, 'TLS, untrusted certificate')
+        print('selftest: TLS, untrusted certificate: every subscriber refused it (%d TLS errors)' %
+              res['tls_errors'])
 
 
 if __name__ == '__main__':

@@ -8,8 +8,11 @@ command -v nginx >/dev/null 2>&1 || need="$need nginx-light"
 /usr/bin/python3 -c 'import matplotlib' 2>/dev/null || need="$need python3-matplotlib"
 command -v node >/dev/null 2>&1 || need="$need nodejs"
 command -v npm >/dev/null 2>&1 || need="$need npm"
+# the tls1k scenario's certificate
+command -v openssl >/dev/null 2>&1 || need="$need openssl"
 # what building mod_sse needs, plus the above; Debian may start its own
-# nginx on port 80, the bench uses ports 18790-18792 and leaves it be
+# nginx on port 80, the bench uses ports 18790-18792 (and 18800-18801
+# for plain publishes in tls1k) and leaves it be
 # shellcheck disable=SC2086
 sh ../scripts/install-deps.sh $need
 # the lock file pins better-sse; a copy of another version is replaced

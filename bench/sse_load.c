@@ -2,7 +2,9 @@
  *
  * Subscribers live in forked worker processes, each one epoll loop bound to
  * its own source address (127.0.0.(10+k)) so ephemeral ports and the per
- * process fd limit never cap the subscriber count. The parent talks to the
+ * process fd limit never cap the subscriber count. With --tls they speak
+ * HTTPS (OpenSSL, non-blocking, in the same loop); publishes stay plain
+ * HTTP, to --pub-port, so only delivery pays for TLS. The parent talks to the
  * workers over pipes, samples the server's CPU and memory from /proc, and
  * publishes on a fixed schedule: every payload carries its *intended* send
  * time, so a publisher that falls behind shows up as latency instead of
@@ -34,6 +36,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #define MAX_PROCS 32
 #define MAX_PUB_CONNS 64
@@ -67,6 +73,9 @@ static struct {
     double idle_wait;
     double deadline;            /* whole run, then give up */
     int src_base;               /* workers bind 127.0.0.(src_base+k) */
+    int tls;                    /* subscribers over TLS */
+    const char *tls_ca;         /* verify the server against this; none: no verification */
+    int pub_port;               /* publishes go here (plain HTTP); 0: --port */
 } opt = {
     .mode = MODE_FANOUT, .host = "127.0.0.1", .port = 0, .sub_path = "/sub/bench",
     .pub_path = "/pub/bench", .subs = 100, .procs = 1, .rate = 100, .messages = 100,
@@ -75,7 +84,7 @@ static struct {
     .idle_wait = 3, .deadline = 0, .src_base = 10,
 };
 
-static struct sockaddr_in server_addr;
+static struct sockaddr_in server_addr, pub_addr;
 
 static void vnote(const char *fmt, va_list ap)
 {
@@ -343,7 +352,9 @@ struct wresult {
     uint64_t received, dups, ooo, foreign, bad_seq, complete_subs;
     int64_t first_delivery, last_delivery;
     uint64_t bytes, reads;
+    uint64_t tls_errors;
     int drained_by_timeout, deadline_hit;
+    char tls_version[16], tls_cipher[64];   /* of the first handshake, to show both servers agreed alike */
     struct hist lat;
 };
 
@@ -372,11 +383,13 @@ static int send_msg(int fd, uint32_t type, const void *p, uint32_t len)
 /* ------------------------------------------------------------------ */
 /* one subscriber connection */
 
-enum sstate { S_IDLE, S_CONNECTING, S_SENDING, S_HEADERS, S_BODY, S_CLOSED, S_FAILED, S_BACKOFF };
+enum sstate { S_IDLE, S_CONNECTING, S_HANDSHAKE, S_SENDING, S_HEADERS, S_BODY, S_CLOSED, S_FAILED, S_BACKOFF };
 enum cstate { C_NONE, C_SIZE, C_EXT, C_DATA, C_CRLF, C_END };
 
 struct sub {
     int fd;
+    uint32_t events;            /* what epoll waits for on fd */
+    SSL *ssl;                   /* --tls only */
     uint8_t state;
     uint8_t chunk_state;
     uint8_t counted;            /* connected when publishing began */
@@ -406,6 +419,7 @@ struct worker {
     char request[1024];
     int request_len;
     int ep;
+    SSL_CTX *tls;
     int cmd_fd, rep_fd;
     int next_to_start;
     int inflight;
@@ -425,14 +439,29 @@ struct worker {
 
 static int M;   /* messages expected per subscriber */
 
+/* what epoll should wait for on a subscriber's socket; TLS changes its mind
+ * (a read may have to wait for writable, a write for readable) */
+static void sub_watch(struct worker *w, struct sub *s, uint32_t events)
+{
+    if (s->events == events) return;
+    struct epoll_event ev = { .events = events, .data.u64 = (uint64_t)(s - w->subs) };
+    epoll_ctl(w->ep, EPOLL_CTL_MOD, s->fd, &ev);
+    s->events = events;
+}
+
 static void sub_close(struct worker *w, struct sub *s, int failed)
 {
+    if (s->ssl) {
+        /* no close_notify: the server sees the TCP close, as when a browser tab goes away */
+        SSL_free(s->ssl);
+        s->ssl = NULL;
+    }
     if (s->fd >= 0) {
         epoll_ctl(w->ep, EPOLL_CTL_DEL, s->fd, NULL);
         close(s->fd);
         s->fd = -1;
     }
-    if (s->state == S_CONNECTING || s->state == S_SENDING || s->state == S_HEADERS)
+    if (s->state == S_CONNECTING || s->state == S_HANDSHAKE || s->state == S_SENDING || s->state == S_HEADERS)
         w->inflight--;
     int backoff = 0;
     if (s->state == S_BODY) {
@@ -493,6 +522,7 @@ static void start_connect(struct worker *w, struct sub *s, int64_t now)
     s->started = now;
     s->sent = 0;
     s->state = S_CONNECTING;
+    s->events = EPOLLOUT;
     w->inflight++;
     struct epoll_event ev = { .events = EPOLLOUT, .data.u64 = (uint64_t)(s - w->subs) };
     if (connect(fd, (struct sockaddr *)&server_addr, sizeof server_addr) < 0 && errno != EINPROGRESS) {
@@ -743,20 +773,9 @@ static void got_headers(struct worker *w, struct sub *s, size_t hlen, int64_t no
     }
 }
 
-static void on_readable(struct worker *w, struct sub *s, int64_t now)
+/* r bytes of response (plain, or decrypted) from the server */
+static void got_bytes(struct worker *w, struct sub *s, ssize_t r, int64_t now)
 {
-    ssize_t r = read(s->fd, w->rbuf, sizeof w->rbuf);
-    if (r < 0) {
-        if (errno == EAGAIN || errno == EINTR) return;
-        if (s->state == S_HEADERS) attempt_failed(w, s, now);
-        else sub_close(w, s, 0);
-        return;
-    }
-    if (r == 0) {
-        if (s->state == S_HEADERS) attempt_failed(w, s, now);
-        else sub_close(w, s, 0);
-        return;
-    }
     w->r.bytes += (uint64_t)r;
     if (s->state == S_HEADERS) {
         if (buf_append(s, w->rbuf, (size_t)r, MAX_HEADERS) < 0) {
@@ -785,6 +804,121 @@ static void on_readable(struct worker *w, struct sub *s, int64_t now)
     }
 }
 
+static void tls_error(struct worker *w, const char *what)
+{
+    /* the first few say why; the count says how often */
+    if (w->r.tls_errors++ < 3) {
+        char msg[256];
+        unsigned long e = ERR_peek_last_error();
+        ERR_error_string_n(e, msg, sizeof msg);
+        note("worker %d: TLS %s: %s", w->index, what, e ? msg : strerror(errno));
+    }
+    ERR_clear_error();
+}
+
+/* decrypts what arrived; with read-ahead OpenSSL may hold whole records
+ * that epoll cannot know about, so read until it has none left */
+static void on_tls_readable(struct worker *w, struct sub *s, int64_t now)
+{
+    for (;;) {
+        ERR_clear_error();
+        int r = SSL_read(s->ssl, w->rbuf, sizeof w->rbuf);
+        if (r > 0) {
+            sub_watch(w, s, EPOLLIN | EPOLLRDHUP);
+            got_bytes(w, s, r, now);
+            if (!s->ssl || !SSL_has_pending(s->ssl)) return;
+            continue;
+        }
+        switch (SSL_get_error(s->ssl, r)) {
+        case SSL_ERROR_WANT_READ:
+            sub_watch(w, s, EPOLLIN | EPOLLRDHUP);
+            return;
+        case SSL_ERROR_WANT_WRITE:
+            sub_watch(w, s, EPOLLOUT);
+            return;
+        case SSL_ERROR_ZERO_RETURN:
+            break;              /* close_notify: the end of the stream */
+        case SSL_ERROR_SSL:
+            /* a stream ended by a TCP close without close_notify is an ordinary end, not a TLS fault */
+            if (ERR_GET_REASON(ERR_peek_last_error()) != SSL_R_UNEXPECTED_EOF_WHILE_READING)
+                tls_error(w, "read");
+            ERR_clear_error();
+            break;
+        default:
+            break;              /* the connection failed (reset), as a plain read() would report */
+        }
+        if (s->state == S_HEADERS) attempt_failed(w, s, now);
+        else sub_close(w, s, 0);
+        return;
+    }
+}
+
+static void on_readable(struct worker *w, struct sub *s, int64_t now)
+{
+    if (s->ssl) {
+        on_tls_readable(w, s, now);
+        return;
+    }
+    ssize_t r = read(s->fd, w->rbuf, sizeof w->rbuf);
+    if (r < 0) {
+        if (errno == EAGAIN || errno == EINTR) return;
+        if (s->state == S_HEADERS) attempt_failed(w, s, now);
+        else sub_close(w, s, 0);
+        return;
+    }
+    if (r == 0) {
+        if (s->state == S_HEADERS) attempt_failed(w, s, now);
+        else sub_close(w, s, 0);
+        return;
+    }
+    got_bytes(w, s, r, now);
+}
+
+/* an SSL call that could not finish: wait for what it needs, or give the attempt up */
+static void tls_wait(struct worker *w, struct sub *s, int r, const char *what, int64_t now)
+{
+    switch (SSL_get_error(s->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        sub_watch(w, s, EPOLLIN);
+        return;
+    case SSL_ERROR_WANT_WRITE:
+        sub_watch(w, s, EPOLLOUT);
+        return;
+    default:
+        tls_error(w, what);
+        attempt_failed(w, s, now);
+    }
+}
+
+static void on_writable(struct worker *w, struct sub *s, int64_t now);
+
+static void on_handshake(struct worker *w, struct sub *s, int64_t now)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(s->ssl);
+    if (r != 1) {
+        tls_wait(w, s, r, "handshake", now);
+        return;
+    }
+    if (!w->r.tls_version[0]) {
+        snprintf(w->r.tls_version, sizeof w->r.tls_version, "%s", SSL_get_version(s->ssl));
+        snprintf(w->r.tls_cipher, sizeof w->r.tls_cipher, "%s", SSL_get_cipher_name(s->ssl));
+    }
+    s->state = S_SENDING;
+    on_writable(w, s, now);
+}
+
+static int tls_begin(struct worker *w, struct sub *s)
+{
+    s->ssl = SSL_new(w->tls);
+    if (!s->ssl || !SSL_set_fd(s->ssl, s->fd)) return -1;
+    SSL_set_connect_state(s->ssl);
+    /* the bench certificate names the address, not a host name */
+    if (opt.tls_ca && !X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s->ssl), opt.host)) return -1;
+    s->state = S_HANDSHAKE;
+    return 0;
+}
+
 static void on_writable(struct worker *w, struct sub *s, int64_t now)
 {
     if (s->state == S_CONNECTING) {
@@ -795,19 +929,41 @@ static void on_writable(struct worker *w, struct sub *s, int64_t now)
             attempt_failed(w, s, now);
             return;
         }
+        if (w->tls) {
+            if (tls_begin(w, s) < 0) {
+                tls_error(w, "setup");
+                attempt_failed(w, s, now);
+                return;
+            }
+            on_handshake(w, s, now);
+            return;
+        }
         s->state = S_SENDING;
     }
-    ssize_t n = write(s->fd, w->request + s->sent, (size_t)w->request_len - s->sent);
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EINTR) return;
-        attempt_failed(w, s, now);
-        return;
+    ssize_t n;
+    if (s->ssl) {
+        /* a retry after WANT_* repeats the same buffer and length, as OpenSSL requires */
+        ERR_clear_error();
+        int r = SSL_write(s->ssl, w->request + s->sent, w->request_len - (int)s->sent);
+        if (r <= 0) {
+            tls_wait(w, s, r, "write", now);
+            return;
+        }
+        n = r;
+    } else {
+        n = write(s->fd, w->request + s->sent, (size_t)w->request_len - s->sent);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) return;
+            attempt_failed(w, s, now);
+            return;
+        }
     }
     s->sent += (uint32_t)n;
     if ((int)s->sent == w->request_len) {
         s->state = S_HEADERS;
-        struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.u64 = (uint64_t)(s - w->subs) };
-        epoll_ctl(w->ep, EPOLL_CTL_MOD, s->fd, &ev);
+        sub_watch(w, s, EPOLLIN | EPOLLRDHUP);
+        /* the answer may already sit decrypted in OpenSSL's buffers, where epoll cannot see it */
+        if (s->ssl && SSL_has_pending(s->ssl)) on_tls_readable(w, s, now);
     }
 }
 
@@ -896,6 +1052,19 @@ static void worker_main(int index, int n, int cmd_fd, int rep_fd, int64_t deadli
                              opt.sub_path, opt.host, opt.port);
     w.ep = epoll_create1(EPOLL_CLOEXEC);
     if (w.ep < 0) die("epoll_create1: %s", strerror(errno));
+    if (opt.tls) {
+        /* one context per worker, made after the fork */
+        w.tls = SSL_CTX_new(TLS_client_method());
+        if (!w.tls) die("SSL_CTX_new failed");
+        /* read whole records at once instead of header, then body: half the read() calls */
+        SSL_CTX_set_read_ahead(w.tls, 1);
+        if (opt.tls_ca) {
+            if (SSL_CTX_load_verify_locations(w.tls, opt.tls_ca, NULL) != 1) die("cannot load %s", opt.tls_ca);
+            SSL_CTX_set_verify(w.tls, SSL_VERIFY_PEER, NULL);
+        } else {
+            SSL_CTX_set_verify(w.tls, SSL_VERIFY_NONE, NULL);
+        }
+    }
     struct epoll_event cev = { .events = EPOLLIN, .data.u64 = UINT64_MAX };
     epoll_ctl(w.ep, EPOLL_CTL_ADD, cmd_fd, &cev);
 
@@ -912,7 +1081,8 @@ static void worker_main(int index, int n, int cmd_fd, int rep_fd, int64_t deadli
             last_scan = now;
             for (int i = 0; i < n; i++) {
                 struct sub *s = &w.subs[i];
-                if ((s->state == S_CONNECTING || s->state == S_SENDING || s->state == S_HEADERS)
+                if ((s->state == S_CONNECTING || s->state == S_HANDSHAKE || s->state == S_SENDING
+                     || s->state == S_HEADERS)
                     && (now - s->started > sec_ns(opt.conn_timeout) || !w.connect_open)) {
                     sub_close(&w, s, 1);
                     w.r.connect_failed++;
@@ -973,7 +1143,10 @@ static void worker_main(int index, int n, int cmd_fd, int rep_fd, int64_t deadli
             if (s->fd < 0) continue;
             if (s->state == S_CONNECTING || s->state == S_SENDING) {
                 on_writable(&w, s, now);
-            } else if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) {
+            } else if (s->state == S_HANDSHAKE) {
+                on_handshake(&w, s, now);
+            } else if (s->ssl || (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))) {
+                /* a TLS read may have waited for writable */
                 on_readable(&w, s, now);
             }
         }
@@ -1190,7 +1363,7 @@ static int pconn_open(struct pconn *c)
     struct timeval tv = { .tv_sec = 10, .tv_usec = 0 };
     setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (connect(c->fd, (struct sockaddr *)&server_addr, sizeof server_addr) < 0) {
+    if (connect(c->fd, (struct sockaddr *)&pub_addr, sizeof pub_addr) < 0) {
         close(c->fd);
         c->fd = -1;
         return -1;
@@ -1317,7 +1490,7 @@ static void *pub_main(void *arg)
         int hl = snprintf(req, hlen_max,
                           "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: text/plain\r\n"
                           "Content-Length: %d\r\nUser-Agent: sse_load\r\n\r\n",
-                          opt.pub_path, opt.host, opt.port, blen);
+                          opt.pub_path, opt.host, opt.pub_port, blen);
         memcpy(req + hl, body, (size_t)bl);
         memset(req + hl + bl, 'x', (size_t)(blen - bl));
         size_t total = (size_t)hl + (size_t)blen;
@@ -1471,6 +1644,11 @@ static int run_fanout(void)
         t.complete_subs += r->complete_subs;
         t.bytes += r->bytes;
         t.reads += r->reads;
+        t.tls_errors += r->tls_errors;
+        if (!t.tls_version[0] && r->tls_version[0]) {
+            memcpy(t.tls_version, r->tls_version, sizeof t.tls_version);
+            memcpy(t.tls_cipher, r->tls_cipher, sizeof t.tls_cipher);
+        }
         t.drained_by_timeout |= r->drained_by_timeout;
         t.deadline_hit |= r->deadline_hit;
         if (r->first_delivery && (!t.first_delivery || r->first_delivery < t.first_delivery))
@@ -1503,6 +1681,9 @@ static int run_fanout(void)
            opt.subs, t.counted, t.connected_now, t.connect_failed, t.connect_retries, t.busy, t.busy_gave_up,
            t.non200,
            t.disconnects, t.proto_errors, t.late_subs);
+    if (opt.tls)
+        printf("\"tls\": \"%s %s\", \"tls_verified\": %s, \"tls_errors\": %" PRIu64 ", ",
+               t.tls_version[0] ? t.tls_version : "none", t.tls_cipher, opt.tls_ca ? "true" : "false", t.tls_errors);
     printf("\"messages\": %d, \"published\": %lld, \"publish_ok\": %lld, \"publish_errors\": %lld, "
            "\"publish_retries\": %lld, \"rate_requested\": %g, \"rate_achieved\": %.1f, ",
            opt.messages, sent, ok, (long long)atomic_load(&ps.errors), (long long)atomic_load(&ps.retries),
@@ -1642,7 +1823,7 @@ static void *streamer_main(void *arg)
     int fd = socket(AF_INET, SOCK_STREAM, 0), n, size_len;
     size_t got = 0, whole;
     const char *p;
-    if (!chunk || fd < 0 || connect(fd, (struct sockaddr *)&server_addr, sizeof server_addr) != 0) {
+    if (!chunk || fd < 0 || connect(fd, (struct sockaddr *)&pub_addr, sizeof pub_addr) != 0) {
         snprintf(st->error, sizeof st->error, "connect: %s", strerror(errno));
         free(chunk);
         if (fd >= 0) close(fd);
@@ -1743,7 +1924,10 @@ static void usage(void)
             "  --connect-batch N   connects in flight per worker (256)\n"
             "  --idle-wait S       idle: seconds between connecting and sampling memory (3)\n"
             "  --src-base B        worker k binds 127.0.0.(B+k) (10)\n"
-            "  --deadline S        give up after this long (default: derived from the others)\n",
+            "  --deadline S        give up after this long (default: derived from the others)\n"
+            "  --tls               subscribers speak HTTPS (TLS through OpenSSL)\n"
+            "  --tls-ca FILE       verify the server's certificate against FILE (default: no verification)\n"
+            "  --pub-port P        publishes go to this port, plain HTTP (default: --port)\n",
             MAX_PROCS);
     exit(2);
 }
@@ -1757,7 +1941,8 @@ int main(int argc, char **argv)
         { "server-pid", 1, 0, 'S' }, { "drain-timeout", 1, 0, 'd' }, { "connect-timeout", 1, 0, 'c' },
         { "conn-timeout", 1, 0, 'C' }, { "connect-batch", 1, 0, 'B' }, { "pub-conns", 1, 0, 'x' },
         { "duration", 1, 0, 'T' }, { "idle-wait", 1, 0, 'i' }, { "deadline", 1, 0, 'D' },
-        { "src-base", 1, 0, 'A' }, { "help", 0, 0, '?' }, { 0, 0, 0, 0 }
+        { "src-base", 1, 0, 'A' }, { "tls", 0, 0, 'L' }, { "tls-ca", 1, 0, 'V' },
+        { "pub-port", 1, 0, 'Q' }, { "help", 0, 0, '?' }, { 0, 0, 0, 0 }
     };
     int pub_conns_set = 0;
     if (argc > 1 && argv[1][0] != '-') {
@@ -1791,10 +1976,16 @@ int main(int argc, char **argv)
         case 'i': opt.idle_wait = atof(optarg); break;
         case 'D': opt.deadline = atof(optarg); break;
         case 'A': opt.src_base = atoi(optarg); break;
+        case 'L': opt.tls = 1; break;
+        case 'V': opt.tls_ca = optarg; break;
+        case 'Q': opt.pub_port = atoi(optarg); break;
         default: usage();
         }
     }
-    if (optind != argc || opt.port <= 0 || opt.port > 65535) usage();
+    if (optind != argc || opt.port <= 0 || opt.port > 65535 || opt.pub_port < 0 || opt.pub_port > 65535
+        || (opt.tls_ca && !opt.tls))
+        usage();
+    if (!opt.pub_port) opt.pub_port = opt.port;
     if (opt.mode == MODE_PUBRATE && !pub_conns_set) opt.pub_conns = 4;
     if (opt.procs < 1 || opt.procs > MAX_PROCS || opt.subs < 0 || opt.messages < 0 || opt.payload < 0
         || opt.payload > 1000000 || opt.rate < 0 || opt.pub_conns < 1 || opt.pub_conns > MAX_PUB_CONNS
@@ -1810,6 +2001,8 @@ int main(int argc, char **argv)
     if (inet_pton(AF_INET, opt.host, &server_addr.sin_addr) != 1) die("--host must be an IPv4 address");
     server_addr.sin_family = AF_INET;
     server_addr.sin_port = htons((uint16_t)opt.port);
+    pub_addr = server_addr;
+    pub_addr.sin_port = htons((uint16_t)opt.pub_port);
 
     raise_nofile();
     signal(SIGPIPE, SIG_IGN);
