@@ -172,6 +172,8 @@ class CurlStream:
 
 
 class H2Stream:
+    """One request of an H2Client: its answer as the I/O thread saw it."""
+
     def __init__(self, sid):
         self.id = sid
         self.status = None
@@ -184,7 +186,7 @@ class H2Stream:
 class H2Client:
     """One HTTP/2 connection (over TLS with ALPN h2 when cert is given,
     else h2c with prior knowledge) carrying any number of GET streams.
-    A reader thread feeds each stream's DATA to its own SseParser."""
+    An I/O thread feeds each stream's DATA to its own SseParser."""
 
     def __init__(self, port, cert=None, timeout=10):
         try:
