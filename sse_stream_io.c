@@ -194,7 +194,13 @@ int sse_stream_client_gone(sse_stream_io *sc)
         int empty = APR_BRIGADE_EMPTY(tmp);
         apr_brigade_destroy(tmp);
         if (rv == APR_SUCCESS && empty) return 1;
-        if (APR_STATUS_IS_EAGAIN(rv)) return 0;
+        if (APR_STATUS_IS_EAGAIN(rv)) {
+            /* mod_ssl answers EAGAIN, not EOF, at a TCP end that came
+             * without close_notify (a killed client, a closed socket):
+             * the socket itself tells whether more can come */
+            int eof = 0;
+            return apr_socket_atreadeof(sock, &eof) != APR_SUCCESS || eof;
+        }
         if (rv != APR_SUCCESS && !APR_STATUS_IS_TIMEUP(rv)) return 1;
         sc->check_input = 0;   /* pipelined data or reqtimeout: stop looking */
         return 0;

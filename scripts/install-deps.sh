@@ -28,6 +28,10 @@ locale -a 2>/dev/null | grep -q . && [ -d /usr/share/i18n/locales ] \
     || need="$need locales"
 /usr/bin/python3 -c 'import pytest' 2>/dev/null || need="$need python3-pytest"
 /usr/bin/python3 -c 'import requests' 2>/dev/null || need="$need python3-requests"
+# the TLS and HTTP/2 tests (tests/test_945_tls_h2.py): a certificate made
+# with openssl, and an HTTP/2 client that resets single streams
+command -v openssl >/dev/null 2>&1 || need="$need openssl"
+/usr/bin/python3 -c 'import h2' 2>/dev/null || need="$need python3-h2"
 [ -x /usr/bin/chromium ] || need="$need chromium"
 command -v node >/dev/null 2>&1 || need="$need nodejs"
 command -v npm >/dev/null 2>&1 || need="$need npm"
@@ -41,7 +45,8 @@ if [ -n "$need" ]; then
     # shellcheck disable=SC2086
     $SUDO apt-get install -y -qq $need >/dev/null
 fi
-# playwright-core, as pinned by the lock file; npm writes
+# playwright-core (and eventsource + undici for the HTTP/2 client of
+# tests/test_945_tls_h2.py), as pinned by the lock file; npm writes
 # node_modules/.package-lock.json last, so its absence means no complete
 # install. playwright-core never downloads a browser (the tests use
 # /usr/bin/chromium); the variable makes sure of it.

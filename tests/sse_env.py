@@ -394,7 +394,7 @@ class SseStream:
     def __init__(self, port, path, *, host='127.0.0.1', method='GET', headers=None,
                  last_event_id=None, accept='text/event-stream', http10=False, body=None,
                  connection_close=False, timeout=DEFAULT_TIMEOUT, rcvbuf=None, reading=True,
-                 source=None):
+                 source=None, ssl_context=None):
         self.port = port
         self.path = path
         self.method = method
@@ -422,6 +422,9 @@ class SseStream:
         else:
             self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ssl_context is not None:
+            # HTTPS (tests/tls_env.py); close() then sends no close_notify
+            self.sock = ssl_context.wrap_socket(self.sock, server_hostname=host)
         with _streams_lock:
             OPEN_STREAMS.add(self)
         try:
@@ -1026,9 +1029,11 @@ class HttpdServer:
                 out.append(int(d))
         return out
 
-    def half_closed_connections(self):
-        """Server-side sockets on our port whose client has closed but httpd
-        has not yet (TCP CLOSE_WAIT): connections still winding down."""
+    def half_closed_connections(self, port=None):
+        """Server-side sockets on our port (or another of ours) whose client
+        has closed but httpd has not yet (TCP CLOSE_WAIT): connections still
+        winding down."""
+        port = port or self.port
         n = 0
         for table in ('/proc/net/tcp', '/proc/net/tcp6'):
             try:
@@ -1037,7 +1042,7 @@ class HttpdServer:
                 continue
             for line in lines:
                 f = line.split()
-                if int(f[1].rsplit(':', 1)[1], 16) == self.port and f[3] == '08':
+                if int(f[1].rsplit(':', 1)[1], 16) == port and f[3] == '08':
                     n += 1
         return n
 
