@@ -96,6 +96,8 @@ typedef struct {
  * replays what the client missed after its Last-Event-ID. Channel limits
  * (SSEMaxSubscribers and the others) apply.
  * @return APR_SUCCESS with *out set; nothing is sent otherwise:
+ *         APR_EOF      a HEAD request: the stream headers are set, there is
+ *                      nothing to stream; return OK
  *         APR_EINVAL   a bad channel name, more than 64 channels
  *         APR_EAGAIN   a subscriber limit is reached (answer 503)
  *         APR_ENOENT   a channel does not exist and SSEAutoCreate is Off

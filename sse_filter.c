@@ -49,6 +49,9 @@
  * late. */
 #define MAX_BACKOFF apr_time_from_msec(20)
 
+/* Events queued up to this many bytes are written at once, pause or not. */
+#define WRITE_AT (64 * 1024)
+
 typedef struct {
     sse_stream_io io;
     int mode;                  /* SSE_FILTER_LINES or SSE_FILTER_FLUSH */
@@ -61,6 +64,8 @@ typedef struct {
     int stopped;               /* the child stopped: drop what follows */
     sse_tick *tick;            /* keepalives while the generator holds the
                                   thread (mod_proxy), or NULL */
+    int cut;                   /* the line being read was cut at the size
+                                  limit: its end alone is no event */
     int tick_checked;
 } filter_ctx;
 
@@ -88,18 +93,31 @@ static apr_size_t utf8_unfinished_tail(const char *s, apr_size_t len)
     return 0;
 }
 
-/* Queues pending[0..n) as one event and keeps the rest for the next. */
-static void emit(filter_ctx *fc, apr_size_t n)
+/* Where an event ends: at a line's LF, at the size limit, or where the
+ * generator paused or ended. */
+typedef enum { AT_LINE_END, AT_SIZE_LIMIT, AT_PAUSE } event_end;
+
+/* Queues pending[0..n) as one event and keeps the rest for the next. The
+ * line break that ended it is not part of its data; a cut at the size
+ * limit keeps every byte. */
+static void emit(filter_ctx *fc, apr_size_t n, event_end at)
 {
     char id[SSE_ID_TEXT_MAX];
     apr_size_t data_len = n;
-    if (fc->mode == SSE_FILTER_LINES && data_len
-        && fc->pending[data_len - 1] == '\r') {
+    const char *d = fc->pending;
+    if (at == AT_PAUSE && fc->mode == SSE_FILTER_FLUSH && data_len
+        && d[data_len - 1] == '\n') {
         data_len--;
     }
-    sse_id_format(id, fc->next_id++);
-    sse_stream_add_event(&fc->io, id,
-                         fc->event, fc->pending, data_len);
+    if (at != AT_SIZE_LIMIT && data_len && d[data_len - 1] == '\r') {
+        data_len--;
+    }
+    /* the line break of a line already sent in pieces is no event */
+    if (!(at == AT_LINE_END && fc->cut && !data_len)) {
+        sse_id_format(id, fc->next_id++);
+        sse_stream_add_event(&fc->io, id, fc->event, fc->pending, data_len);
+    }
+    fc->cut = at == AT_SIZE_LIMIT;
     memmove(fc->pending, fc->pending + n, fc->len - n);
     fc->len -= n;
 }
@@ -125,12 +143,14 @@ static void take(filter_ctx *fc, const char *data, apr_size_t len)
         data += n;
         len -= n;
         if (nl) {
-            emit(fc, fc->len - 1);     /* the line without its LF */
-            fc->len = 0;               /* and drop the LF */
+            emit(fc, fc->len - 1, AT_LINE_END);  /* the line without LF */
+            fc->len = 0;                         /* and drop the LF */
         }
         else if (fc->len == fc->max_event) {
+            /* neither a UTF-8 character nor a CRLF is cut in two */
             apr_size_t keep = utf8_unfinished_tail(fc->pending, fc->len);
-            emit(fc, fc->len - (keep < fc->len ? keep : 0));
+            if (!keep && fc->pending[fc->len - 1] == '\r') keep = 1;
+            emit(fc, fc->len - (keep < fc->len ? keep : 0), AT_SIZE_LIMIT);
         }
     }
 }
@@ -142,7 +162,7 @@ static void take_pause(filter_ctx *fc, int end)
     apr_size_t keep;
     if (!fc->len || (fc->mode == SSE_FILTER_LINES && !end)) return;
     keep = end ? 0 : utf8_unfinished_tail(fc->pending, fc->len);
-    if (fc->len > keep) emit(fc, fc->len - keep);
+    if (fc->len > keep) emit(fc, fc->len - keep, AT_PAUSE);
 }
 
 /* A generator that waits inside its handler (mod_proxy) gives the filter
@@ -170,7 +190,9 @@ static apr_status_t pass_out(ap_filter_t *f, filter_ctx *fc, int end)
     apr_status_t rv;
     sse_ticker_enter(fc->tick);
     if (end) {
-        rv = ap_pass_brigade(fc->io.out, fc->io.bb);
+        fc->io.bytes += fc->io.queued;
+        fc->io.queued = 0;
+        rv = sse_stream_pass(&fc->io, fc->io.bb);
         apr_brigade_cleanup(fc->io.bb);
     }
     else {
@@ -180,6 +202,19 @@ static apr_status_t pass_out(ap_filter_t *f, filter_ctx *fc, int end)
     /* after the first write, once the headers are out */
     if (rv == APR_SUCCESS && !end && !fc->tick_checked) start_ticker(f, fc);
     return rv;
+}
+
+/* A restart: the response ends here, cleanly, so the client reconnects to
+ * the new generation now; the caller's error makes the generator stop. */
+static void end_for_stop(ap_filter_t *f, filter_ctx *fc)
+{
+    if (!sse_ticker_ended(fc->tick)) {
+        sse_stream_add(&fc->io, ": server restarting\n\n", 21);
+        APR_BRIGADE_INSERT_TAIL(fc->io.bb, apr_bucket_eos_create(
+                                    fc->io.c->bucket_alloc));
+        pass_out(f, fc, 1);
+    }
+    fc->stopped = 1;
 }
 
 static apr_status_t write_out(ap_filter_t *f, filter_ctx *fc)
@@ -196,13 +231,7 @@ static apr_status_t await_output(ap_filter_t *f, filter_ctx *fc,
     apr_interval_time_t wait = fc->io.max_wait;
     apr_status_t rv;
     if (sse_notify_stopping()) {
-        /* end the response here, cleanly, so the client reconnects now;
-         * the error makes the generator stop */
-        sse_stream_add(&fc->io, ": server restarting\n\n", 21);
-        APR_BRIGADE_INSERT_TAIL(fc->io.bb, apr_bucket_eos_create(
-                                    fc->io.c->bucket_alloc));
-        pass_out(f, fc, 1);
-        fc->stopped = 1;
+        end_for_stop(f, fc);
         return APR_ECONNABORTED;
     }
     if (fc->io.keepalive_sec) {
@@ -243,6 +272,7 @@ static apr_status_t await_output(ap_filter_t *f, filter_ctx *fc,
 static void note_response(filter_ctx *fc, const char *end)
 {
     request_rec *r = fc->io.r;
+    if (apr_table_get(r->notes, "sse-end")) return;   /* ended before */
     apr_table_setn(r->notes, "sse-events", apr_psprintf(r->pool,
                    "%" APR_UINT64_T_FMT, fc->io.delivered));
     apr_table_setn(r->notes, "sse-bytes", apr_psprintf(r->pool,
@@ -258,7 +288,8 @@ static filter_ctx *filter_start(ap_filter_t *f)
     filter_ctx *fc = apr_pcalloc(r->pool, sizeof(*fc));
     apr_uint64_t resume_from;
 
-    sse_stream_io_init(&fc->io, r, f->next);
+    sse_stream_io_init(&fc->io, r, f);
+    sse_stream_io_begin(&fc->io);
     fc->mode = dc->filter_mode >= 0 ? dc->filter_mode : SSE_FILTER_LINES;
     fc->event = dc->filter_event;
     fc->max_event = sse_config_server(ap_server_conf)->max_message_size;
@@ -268,6 +299,9 @@ static filter_ctx *filter_start(ap_filter_t *f)
     apr_pool_cleanup_register(r->pool, fc, free_pending,
                               apr_pool_cleanup_null);
     sse_stream_set_headers(r);
+    /* a range of an endless stream means nothing; the byterange filter
+     * would apply it to the last write */
+    apr_table_unset(r->headers_in, "Range");
     apr_table_unset(r->headers_out, "ETag");
     apr_table_unset(r->headers_out, "Last-Modified");
     apr_table_unset(r->headers_out, "Accept-Ranges");
@@ -290,6 +324,18 @@ static apr_status_t sse_output_filter(ap_filter_t *f, apr_bucket_brigade *bb)
             ap_remove_output_filter(f);
             return ap_pass_brigade(f->next, bb);
         }
+        const char *encoding = r->content_encoding ? r->content_encoding
+                               : apr_table_get(r->headers_out,
+                                               "Content-Encoding");
+        if (encoding && strcasecmp(encoding, "identity")) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, SSE_LOGNO(00502)
+                          "SSE output filter: the generator's output is "
+                          "encoded (%s), so it is passed on unchanged; "
+                          "unset Accept-Encoding for its backend",
+                          encoding);
+            ap_remove_output_filter(f);
+            return ap_pass_brigade(f->next, bb);
+        }
         if (r->header_only) {
             sse_stream_set_headers(r);
             ap_remove_output_filter(f);
@@ -299,6 +345,14 @@ static apr_status_t sse_output_filter(ap_filter_t *f, apr_bucket_brigade *bb)
     }
     if (sse_ticker_broken(fc->tick)) {
         f->c->aborted = 1;
+    }
+    if (!fc->stopped && !f->c->aborted && sse_notify_stopping()) {
+        /* a generator that never waits here (mod_proxy) ends at its next
+         * write */
+        end_for_stop(f, fc);
+        note_response(fc, "stopping");
+        apr_brigade_cleanup(bb);
+        return APR_ECONNABORTED;
     }
     while (!APR_BRIGADE_EMPTY(bb)) {
         apr_bucket *b = APR_BRIGADE_FIRST(bb);
@@ -318,10 +372,10 @@ static apr_status_t sse_output_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         }
         if (APR_BUCKET_IS_EOS(b)) {
             take_pause(fc, 1);
-            note_response(fc, "done");
             APR_BUCKET_REMOVE(b);
             APR_BRIGADE_INSERT_TAIL(fc->io.bb, b);
             rv = pass_out(f, fc, 1);
+            note_response(fc, rv == APR_SUCCESS ? "done" : "client-gone");
             apr_brigade_cleanup(bb);
             return rv;
         }
@@ -349,6 +403,12 @@ static apr_status_t sse_output_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         fc->backoff = apr_time_from_msec(1);
         take(fc, data, len);
         apr_bucket_delete(b);
+        /* a generator that never pauses (or a file) is written as it
+         * goes, not gathered whole */
+        if (fc->io.queued >= WRITE_AT && (rv = write_out(f, fc))
+                                         != APR_SUCCESS) {
+            break;
+        }
     }
     if (rv == APR_SUCCESS && (rv = write_out(f, fc)) == APR_SUCCESS) {
         return APR_SUCCESS;
@@ -359,8 +419,25 @@ static apr_status_t sse_output_filter(ap_filter_t *f, apr_bucket_brigade *bb)
     return rv;
 }
 
+/* A backend asked for compressed output would send bytes the filter
+ * cannot cut into lines: ask for it plain where SetOutputFilter put the
+ * filter (AddOutputFilterByType decides later; then an encoded answer is
+ * passed on unchanged). */
+static void plain_from_generator(request_rec *r)
+{
+    ap_filter_t *f;
+    for (f = r->output_filters; f; f = f->next) {
+        if (!strcasecmp(f->frec->name, SSE_FILTER_NAME)) {
+            apr_table_unset(r->headers_in, "Accept-Encoding");
+            return;
+        }
+    }
+}
+
 void sse_filter_register_hooks(void)
 {
+    ap_hook_insert_filter(plain_from_generator, NULL, NULL,
+                          APR_HOOK_REALLY_LAST);
     ap_register_output_filter(SSE_FILTER_NAME, sse_output_filter, NULL,
                               AP_FTYPE_RESOURCE);
 }

@@ -228,6 +228,11 @@ apr_uint32_t sse_notify_generation(void)
     return __atomic_load_n(&local_generation, __ATOMIC_ACQUIRE);
 }
 
+int sse_notify_available(void)
+{
+    return local_mutex != NULL || single_threaded;
+}
+
 int sse_notify_wait(apr_uint32_t *seen, const void *interest,
                     apr_interval_time_t timeout)
 {

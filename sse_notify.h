@@ -25,6 +25,10 @@ apr_status_t sse_notify_child_init(apr_pool_t *pchild, apr_uint32_t *word,
                                    sse_notify_round_fn *round,
                                    sse_notify_news_fn *news);
 
+/* Non-zero once sse_notify_child_init ran in this child: waits then wake
+ * for stops and news; before (or without a store) they cannot. */
+int sse_notify_available(void);
+
 /* Makes this child's dispatcher run a round now, without a change. */
 void sse_notify_poke(void);
 

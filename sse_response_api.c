@@ -88,7 +88,14 @@ static apr_status_t sse_response_open(request_rec *r,
     sse_response *s = apr_pcalloc(r->pool, sizeof(*s));
     apr_status_t rv;
 
-    sse_stream_io_init(&s->io, r, r->output_filters);
+    if (r->header_only) {
+        /* HEAD: the headers are all there is; they go out when the
+         * handler returns */
+        sse_stream_set_headers(r);
+        return APR_EOF;
+    }
+    sse_stream_io_init(&s->io, r, NULL);
+    sse_stream_io_begin(&s->io);
     if (nchannels > 0 && (rv = join(s, channels, nchannels)) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, SSE_LOGNO(00601)
                       "stream API: channels not joined");

@@ -255,7 +255,7 @@ static int sse_stream_handler(request_rec *r)
     apr_table_setn(r->notes, "sse-channels",
                    apr_array_pstrcat(r->pool, req.names, ','));
 
-    sse_stream_io_init(&sc, r, r->output_filters);
+    sse_stream_io_init(&sc, r, NULL);
     sc.last_id_text = req.last_id;
     sc.store = sse_current_store();
     if (!sc.store) {
@@ -299,6 +299,7 @@ static int sse_stream_handler(request_rec *r)
         return answer_busy(r, "this process cannot hold streams");
     }
 
+    sse_stream_io_begin(&sc);
     sc.subscribed = 1;
     sc.reset = resume;
     sse_stream_set_headers(r);

@@ -63,16 +63,13 @@ int sse_stream_filter_is_transparent(const char *name)
     return 0;
 }
 
-void sse_stream_io_init(sse_stream_io *io, request_rec *r, ap_filter_t *out)
+void sse_stream_io_init(sse_stream_io *io, request_rec *r, ap_filter_t *self)
 {
     int threaded = 0;
     memset(io, 0, sizeof(*io));
     io->r = r;
     io->c = r->connection;
-    io->out = out;
-    io->bb = apr_brigade_create(r->pool, io->c->bucket_alloc);
-    apr_pool_create(&io->scratch, r->pool);
-    apr_pool_tag(io->scratch, "sse-stream-scratch");
+    io->self = self;
     io->check_input = r->proto_num < 2000 && !io->c->master;
     io->keepalive_sec = sse_config_keepalive(sse_config_dir(r));
     io->last_write = apr_time_now();
@@ -83,10 +80,24 @@ void sse_stream_io_init(sse_stream_io *io, request_rec *r, ap_filter_t *out)
                    : apr_time_from_sec(SSE_MAX_IDLE_WAIT_SEC);
 }
 
+void sse_stream_io_begin(sse_stream_io *io)
+{
+    io->bb = apr_brigade_create(io->r->pool, io->c->bucket_alloc);
+    apr_pool_create(&io->scratch, io->r->pool);
+    apr_pool_tag(io->scratch, "sse-stream-scratch");
+}
+
+apr_status_t sse_stream_pass(sse_stream_io *io, apr_bucket_brigade *bb)
+{
+    return ap_pass_brigade(io->self ? io->self->next : io->r->output_filters,
+                           bb);
+}
+
 void sse_stream_add(sse_stream_io *io, const char *buf, apr_size_t len)
 {
     APR_BRIGADE_INSERT_TAIL(io->bb, apr_bucket_transient_create(
                                 buf, len, io->c->bucket_alloc));
+    io->queued += len;
 }
 
 void sse_stream_add_event(sse_stream_io *io, const char *id,
@@ -136,9 +147,10 @@ apr_status_t sse_stream_flush(sse_stream_io *io)
     apr_brigade_length(io->bb, 0, &len);
     APR_BRIGADE_INSERT_TAIL(io->bb,
                             apr_bucket_flush_create(io->c->bucket_alloc));
-    rv = ap_pass_brigade(io->out, io->bb);
+    rv = sse_stream_pass(io, io->bb);
     apr_brigade_cleanup(io->bb);
     apr_pool_clear(io->scratch);
+    io->queued = 0;
     io->last_write = apr_time_now();
     if (len > 0) io->bytes += (apr_uint64_t)len;
     if (rv == APR_SUCCESS && io->c->aborted) rv = APR_ECONNABORTED;
@@ -301,8 +313,13 @@ apr_status_t sse_stream_live(sse_stream_io *io, apr_time_t deadline)
             if (now >= deadline) return APR_TIMEUP;
             if (deadline - now < wait) wait = deadline - now;
         }
+        if (!sse_notify_available()) {
+            /* a child without a store (see the error log) has no
+             * dispatcher: nothing wakes a wait early */
+            apr_sleep(wait);
+        }
         /* with no channel joined nothing is news: only a stop wakes it */
-        if (sse_notify_wait(&io->seen, &io->sub, wait) && io->store) {
+        else if (sse_notify_wait(&io->seen, &io->sub, wait) && io->store) {
             sse_store_count_wakeup(io->store, io->sub.row);
         }
     }

@@ -13,8 +13,10 @@
 typedef struct {
     request_rec *r;
     conn_rec *c;
-    ap_filter_t *out;          /* where writes go: r->output_filters, or
-                                  the next filter for the output filter */
+    ap_filter_t *self;         /* the SSE output filter writing, whose
+                                  next filter takes its writes; NULL: writes
+                                  go to r->output_filters. Looked up at
+                                  every write: filters leave the chain. */
     apr_bucket_brigade *bb;
     apr_pool_t *scratch;       /* cleared after every write */
     sse_store *store;          /* NULL until channels are joined */
@@ -30,6 +32,7 @@ typedef struct {
                                      client and the MPM state */
     apr_uint64_t delivered;    /* events written */
     apr_uint64_t bytes;        /* bytes written, before chunk framing */
+    apr_size_t queued;         /* bytes added since the last write */
 } sse_stream_io;
 
 /* Content type, no caching, no compression, no proxy buffering; must come
@@ -41,9 +44,16 @@ void sse_stream_set_headers(request_rec *r);
  * had gone through it. */
 int sse_stream_filter_is_transparent(const char *name);
 
-/* Sets up io for r writing into out; scratch and brigade live as long as
- * the request. */
-void sse_stream_io_init(sse_stream_io *io, request_rec *r, ap_filter_t *out);
+/* Sets up io for r, written by the output filter self (or NULL: by a
+ * handler); allocates nothing, so a refusal costs nothing. */
+void sse_stream_io_init(sse_stream_io *io, request_rec *r, ap_filter_t *self);
+
+/* The response starts: its brigade and scratch pool, for as long as the
+ * request lives. Before any add. */
+void sse_stream_io_begin(sse_stream_io *io);
+
+/* Passes bb (an EOS at its end, or not) to where io writes. */
+apr_status_t sse_stream_pass(sse_stream_io *io, apr_bucket_brigade *bb);
 
 /* Queues bytes that stay valid until the next sse_stream_flush. */
 void sse_stream_add(sse_stream_io *io, const char *buf, apr_size_t len);

@@ -8,7 +8,10 @@
  * handed-off streams: only on plain HTTP/1.x with nothing but framing
  * below the filter, with chunk framing done here, and only when httpd has
  * nothing of the response buffered. Filter and ticker take turns through a
- * mutex per response, so their bytes never interleave.
+ * mutex per response, so their bytes never interleave. When the child
+ * stops, the ticker ends those responses itself (the last chunk, then the
+ * connection's write side), so their clients reconnect to the new
+ * generation instead of waiting for the backend's next write.
  */
 #include <errno.h>
 #include <sys/socket.h>
@@ -23,6 +26,7 @@
 #include "http_connection.h"
 
 #include "sse_private.h"
+#include "sse_notify.h"
 #include "sse_ticker.h"
 
 /* How often the ticker looks at its responses when it has any. */
@@ -49,42 +53,65 @@ static sse_tick *ticks;
 static int stopping;
 static apr_thread_t *thread;
 
-/* Writes all of buf, waiting a bounded time for room; 0 on success. */
+/* Writes all of buf: 0 when done, 1 when the socket had no room at all
+ * (nothing written: try again later), -1 when it failed or only part of
+ * buf went out within a bounded wait (the stream cannot go on). */
 static int write_all(apr_os_sock_t fd, const char *buf, size_t len)
 {
+    int started = 0;
     while (len) {
         ssize_t n = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n > 0) {
             buf += n;
             len -= (size_t)n;
+            started = 1;
             continue;
         }
+        if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             struct pollfd p = { fd, POLLOUT, 0 };
+            if (!started) return 1;
             if (poll(&p, 1, MAX_WRITE_WAIT_MS) > 0) continue;
-        }
-        else if (n < 0 && errno == EINTR) {
-            continue;
         }
         return -1;
     }
     return 0;
 }
 
+static void give_up(sse_tick *t)
+{
+    t->broken = 1;
+    shutdown(t->fd, SHUT_RDWR);
+}
+
 static void keep_alive(sse_tick *t, apr_time_t now)
 {
     static const char chunk[] = "d\r\n: keepalive\n\n\r\n";
+    int rv;
     if (t->done || t->broken || !t->clean || t->c->aborted
         || now - t->last_write < t->every) {
         return;
     }
-    if (write_all(t->fd, t->chunked ? chunk : chunk + 3,
-                  t->chunked ? sizeof(chunk) - 1 : 13) != 0) {
-        /* half a keepalive may be out: the stream cannot go on */
-        t->broken = 1;
-        shutdown(t->fd, SHUT_RDWR);
+    rv = write_all(t->fd, t->chunked ? chunk : chunk + 3,
+                   t->chunked ? sizeof(chunk) - 1 : 13);
+    if (rv < 0) give_up(t);    /* half a keepalive may be out */
+    if (rv == 0) t->last_write = now;
+}
+
+/* The child stops: end the response now, cleanly, and close the write side
+ * so the client reconnects (to the new generation) and sends nothing more
+ * on this connection. The filter then writes nothing more. */
+static void end_for_stop(sse_tick *t)
+{
+    static const char last[] = "15\r\n: server restarting\n\n\r\n0\r\n\r\n";
+    if (t->done || t->broken || !t->clean || t->c->aborted) return;
+    if (write_all(t->fd, t->chunked ? last : last + 4,
+                  t->chunked ? sizeof(last) - 1 : 21) != 0) {
+        give_up(t);
+        return;
     }
-    t->last_write = now;
+    shutdown(t->fd, SHUT_WR);
+    t->done = t->broken = 1;
 }
 
 static void *APR_THREAD_FUNC ticker_main(apr_thread_t *th, void *data)
@@ -97,7 +124,8 @@ static void *APR_THREAD_FUNC ticker_main(apr_thread_t *th, void *data)
         for (t = ticks; t; t = t->next) {
             /* a response that is writing right now needs no keepalive */
             if (apr_thread_mutex_trylock(t->turn) == APR_SUCCESS) {
-                keep_alive(t, now);
+                if (sse_notify_stopping()) end_for_stop(t);
+                else keep_alive(t, now);
                 apr_thread_mutex_unlock(t->turn);
             }
         }
@@ -197,6 +225,16 @@ void sse_ticker_leave(sse_tick *t, int done)
     t->clean = !t->c->data_in_output_filters;
     if (done) t->done = 1;
     apr_thread_mutex_unlock(t->turn);
+}
+
+int sse_ticker_ended(sse_tick *t)
+{
+    int ended;
+    if (!t) return 0;
+    apr_thread_mutex_lock(t->turn);
+    ended = t->done && t->broken;
+    apr_thread_mutex_unlock(t->turn);
+    return ended;
 }
 
 int sse_ticker_broken(sse_tick *t)

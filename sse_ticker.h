@@ -23,4 +23,8 @@ void sse_ticker_leave(sse_tick *t, int done);
 /* Non-zero when a keepalive could not be written: the client is gone. */
 int sse_ticker_broken(sse_tick *t);
 
+/* Non-zero when the ticker ended the response itself (the child stops);
+ * nothing more may be written then. */
+int sse_ticker_ended(sse_tick *t);
+
 #endif /* SSE_TICKER_H */

@@ -80,6 +80,7 @@ static int example_handler(request_rec *r)
     if (!open_fn) return HTTP_SERVICE_UNAVAILABLE;     /* no mod_sse */
 
     rv = open_fn(r, channel ? &channel : NULL, channel ? 1 : 0, &s);
+    if (rv == APR_EOF) return OK;                      /* HEAD */
     if (rv == APR_EAGAIN) return HTTP_SERVICE_UNAVAILABLE;
     if (rv != APR_SUCCESS) return HTTP_BAD_REQUEST;
 
@@ -96,8 +97,10 @@ static int example_handler(request_rec *r)
     for (i = 1; rv == APR_SUCCESS && i <= ticks; i++) {
         /* channel events and keepalives go out while we wait */
         if ((rv = wait_fn(s, apr_time_from_msec(every_ms))) == APR_TIMEUP) {
-            const char *data = apr_psprintf(r->pool, "tick %d \xc3\xa9", i);
-            sse_response_event tick = { "tick", NULL, data, strlen(data) };
+            /* nothing per event on r->pool: a stream may run for days */
+            char data[32];
+            int len = apr_snprintf(data, sizeof(data), "tick %d \xc3\xa9", i);
+            sse_response_event tick = { "tick", NULL, data, (apr_size_t)len };
             rv = send_fn(s, &tick, 1);
         }
     }

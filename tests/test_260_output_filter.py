@@ -2,8 +2,10 @@
 event stream. The generators here wait for the test between their writes
 (a flag file, a threading.Event), so "each event arrives on its own, before
 the generator goes on" is proven without any timing."""
+import gzip
 import http.server
 import os
+import re
 import socketserver
 import threading
 
@@ -43,12 +45,31 @@ out('first\\n')
 wait_flag('go')
 out('after\\n')
 ''',
-    # what it writes before each pause is one event (Flush mode)
+    # what it writes before each pause is one event (Flush mode); the
+    # newline that ends what it wrote is not part of the event
     'paused': '''
 out('Content-Type: text/plain\\n\\n')
-out('part one\\npart two')
+out('part one\\npart two\\n')
 wait_flag('1')
 out('three')
+''',
+    # 2,000 lines without a pause, then waits for the test
+    'spew': '''
+out('Content-Type: text/plain\\n\\n')
+for i in range(2000):
+    sys.stdout.write('line %d %s\\n' % (i, 'x' * 100))
+sys.stdout.flush()
+wait_flag('go')
+out('end\\n')
+''',
+    # lines longer than SSEMaxMessageSize (1K here): cut there, never
+    # inside a UTF-8 character or a CRLF
+    'long': '''
+out('Content-Type: text/plain\\n\\n')
+out('a' * 1500 + '\\n')
+out('b' * 1024 + '\\r\\n')
+out('c' * 1023 + '\\u00e9' + '\\n')
+out('done\\n')
 ''',
     # resumes where the client left off
     'resume': '''
@@ -88,11 +109,19 @@ class SlowHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         key = self.path.rsplit('/', 1)[-1]
+        lines = ['token one\n', 'token two, with \u00e9\n', 'end\n']
         self.send_response(200)
         self.send_header('Content-Type', 'text/plain; charset=utf-8')
         self.send_header('Connection', 'close')
+        if 'gzip' in self.headers.get('Accept-Encoding', ''):
+            # as a backend does when it may
+            body = gzip.compress(''.join(lines).encode('utf-8'))
+            self.send_header('Content-Encoding', 'gzip')
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         self.end_headers()
-        lines = ['token one\n', 'token two, with \u00e9\n', 'end\n']
         for i, line in enumerate(lines):
             if i:
                 self.server.step(key, i).wait(20)
@@ -120,7 +149,8 @@ def filt(module_factory, backend):
         'LoadModule alias_module %s/mod_alias.so' % MODULES,
         'LoadModule proxy_module %s/mod_proxy.so' % MODULES,
         'LoadModule proxy_http_module %s/mod_proxy_http.so' % MODULES,
-        'LogFormat "%r %>s events=%{sse-events}n end=%{sse-end}n" filternotes',
+        'SSEMaxMessageSize 1K',
+        'LogFormat "%r %>s events=%{sse-events}n bytes=%{sse-bytes}n end=%{sse-end}n" filternotes',
         'CustomLog logs/filter_log filternotes'])
     cgi, flags = srv.dir / 'cgi', srv.dir / 'flags'
     cgi.mkdir()
@@ -182,8 +212,8 @@ def test_cgi_lines_become_events_one_by_one(filt):
                          ('3', 'message', ''), ('4', 'message', 'last')]
     assert bytes(s.raw) == (': ok\n\nid: 1\ndata: hello\n\nid: 2\ndata: w\u00f6rld \U0001F30D\n\n'
                             'id: 3\ndata: \n\nid: 4\ndata: last\n\n').encode('utf-8')
-    assert wait_until(lambda: '/cgi/tokens?%s HTTP/1.1 200 events=4 end=done' % key
-                      in (filt.dir / 'logs' / 'filter_log').read_text())
+    assert wait_until(lambda: '/cgi/tokens?%s HTTP/1.1 200 events=4 bytes=%d end=done'
+                      % (key, len(s.raw)) in (filt.dir / 'logs' / 'filter_log').read_text())
 
 
 def frames_after(s, n):
@@ -248,8 +278,13 @@ def test_client_gone_during_silence_stops_the_script(filt):
         with open('/proc/%d/stat' % pid) as f:
             return f.read().split()[2] == 'Z'
     assert wait_until(gone, 20), 'CGI script %d still running after its client left' % pid
-    assert wait_until(lambda: '/cgi/forever?%s HTTP/1.1 200 events=1 end=client-gone' % key
-                      in (filt.dir / 'logs' / 'filter_log').read_text())
+    # the opening and one event (27 bytes), then a keepalive comment (13)
+    # for every second the script was silent before the client left
+    line_re = re.compile(r'/cgi/forever\?%s HTTP/1.1 200 events=1 bytes=([0-9]+) end=client-gone$'
+                         % key, re.M)
+    assert wait_until(lambda: line_re.search((filt.dir / 'logs' / 'filter_log').read_text()))
+    sent = int(line_re.search((filt.dir / 'logs' / 'filter_log').read_text()).group(1))
+    assert sent >= 27 and (sent - 27) % 13 == 0, sent
 
 
 # a proxied backend that writes slowly: each of its lines is an event as
@@ -287,12 +322,75 @@ def test_proxied_backend_silent_gets_keepalives(filt, backend):
     assert body.startswith(b': ok\n\nid: 1\ndata: token one\n\n: keepalive\n\n'), body
 
 
+# a generator that writes a lot without pausing is written as it goes,
+# not gathered whole: most of it arrives while the script still waits
+def test_output_without_pause_is_written_as_it_goes(filt):
+    key = uniq('spew')
+    s = SseStream(filt.port, '/cgi/spew?' + key)
+    s.wait_for(1500)
+    assert len(s.events) >= 1500 and not s.ended
+    flag(filt, key, 'go')
+    assert s.wait_ended() and s.clean_end
+    assert [e.data for e in s.events] == ['line %d %s' % (i, 'x' * 100) for i in range(2000)] + ['end']
+    assert [e.id for e in s.events] == [str(i) for i in range(1, 2002)]
+
+
+# lines over SSEMaxMessageSize (1K) are cut there; a CRLF or a UTF-8
+# character is never cut in two, and a line's end alone makes no event
+def test_long_lines_cut_at_the_size_limit(filt):
+    s = SseStream(filt.port, '/cgi/long')
+    assert s.wait_ended() and s.clean_end
+    assert [e.data for e in s.events] == ['a' * 1024, 'a' * 476, 'b' * 1024,
+                                          'c' * 1023, '\u00e9', 'done']
+
+
+# a Range header does not cut the stream (the byterange filter would apply
+# it to the last write)
+def test_range_is_ignored(filt):
+    key = uniq('rng')
+    s = SseStream(filt.port, '/cgi/tokens?' + key, headers={'Range': 'bytes=0-3'})
+    assert s.status == 200
+    assert frames_after(s, 1) == [('1', 'message', 'hello')]
+    flag(filt, key, '1')
+    flag(filt, key, '2')
+    assert s.wait_ended() and s.clean_end
+    assert [e.data for e in s.events] == ['hello', 'w\u00f6rld \U0001F30D', '', 'last']
+
+
+# the backend is asked for plain output (a browser's Accept-Encoding would
+# make it compress, and compressed bytes are no lines)
+def test_backend_asked_for_plain_output(filt, backend):
+    key = uniq('gz')
+    s = SseStream(filt.port, '/proxied/' + key, headers={'Accept-Encoding': 'gzip, br'})
+    assert s.status == 200 and 'content-encoding' not in s.headers
+    assert frames_after(s, 1) == [('1', 'message', 'token one')]
+    backend.step(key, 1).set()
+    backend.step(key, 2).set()
+    assert s.wait_ended() and s.clean_end
+    assert [e.data for e in s.events] == ['token one', 'token two, with \u00e9', 'end']
+
+
 # HEAD answers the stream headers and no body
 def test_head(filt):
     r = filt.request('HEAD', '/cgi/resume')
     assert r.status_code == 200
     assert r.headers['Content-Type'] == 'text/event-stream; charset=utf-8'
     assert r.content == b''
+
+
+# a graceful restart ends a proxied stream whose backend is silent (mod_proxy
+# holds the thread): the ticker ends it cleanly (restarts the server)
+def test_graceful_restart_ends_silent_proxied_stream(filt, backend):
+    key = uniq('pxgr')
+    s = SseStream(filt.port, '/proxied/' + key)
+    assert frames_after(s, 1) == [('1', 'message', 'token one')]
+    r = filt.apachectl('graceful')
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert s.wait_ended(15) and s.clean_end
+    assert s.comments[-1] == 'server restarting'
+    backend.step(key, 1).set()
+    backend.step(key, 2).set()
+    assert frames(s) == [('1', 'message', 'token one')]
 
 
 # a graceful restart ends a silent filtered stream at once with

@@ -96,6 +96,15 @@ def test_channel_deleted(api):
     assert wait_until(lambda: ('ch=%s events=2 end=deleted' % ch) in api.read_file('logs/api_log'))
 
 
+# HEAD: open answers APR_EOF, the handler returns at once with the stream
+# headers (it would otherwise hold its thread, writing into nothing)
+def test_head(api):
+    r = api.request('HEAD', '/ticks?ticks=0&hold=1', timeout=10)
+    assert r.status_code == 200
+    assert r.headers['Content-Type'] == 'text/event-stream; charset=utf-8'
+    assert r.content == b''
+
+
 # a graceful restart ends the module's wait with APR_EINTR after
 # ": server restarting", and the response ends cleanly (runs last)
 def test_graceful_restart(api):
