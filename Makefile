@@ -37,6 +37,7 @@ deps:
 
 install: all
 	$(APXS) -i -n sse mod_sse.la
+	install -m 644 mod_sse.h "$$($(APXS) -q INCLUDEDIR)/mod_sse.h"
 
 activate: all
 	$(APXS) -i -a -n sse mod_sse.la

@@ -33,6 +33,7 @@ pytestmark = [
 
 PKG = 'libapache2-mod-sse'
 SO = Path('/usr/lib/apache2/modules/mod_sse.so')
+HEADER = Path('/usr/include/apache2/mod_sse.h')
 AVAIL = Path('/etc/apache2/mods-available')
 ENABLED = Path('/etc/apache2/mods-enabled')
 STATE = Path('/var/lib/apache2')
@@ -127,7 +128,7 @@ def test_deb_installs_enables_serves_and_purges(httpd_factory):
     made_dirs = [d for d in RUNTIME_DIRS if not d.exists()]
     aside = Path(tempfile.mkdtemp(prefix='sse-deb-aside-'))
     moved = []
-    for p in [SO, AVAIL / 'sse.load', AVAIL / 'sse.conf'] + sorted(STATE.glob('*/*/sse')):
+    for p in [SO, HEADER, AVAIL / 'sse.load', AVAIL / 'sse.conf'] + sorted(STATE.glob('*/*/sse')):
         if os.path.lexists(p):
             dest = aside / str(len(moved))
             shutil.move(str(p), str(dest))
@@ -145,9 +146,18 @@ def test_deb_installs_enables_serves_and_purges(httpd_factory):
             times['install'] = time.monotonic() - t1
 
             listed = set(run(['dpkg', '-L', PKG]).stdout.split())
-            for f in (SO, AVAIL / 'sse.load', AVAIL / 'sse.conf'):
+            for f in (SO, AVAIL / 'sse.load', AVAIL / 'sse.conf', HEADER):
                 assert str(f) in listed, '%s not in dpkg -L %s' % (f, PKG)
                 assert f.is_file()
+            # the C API's header, where apxs looks: the example module builds
+            # against the installed one alone
+            assert HEADER.read_bytes() == (REPO / 'mod_sse.h').read_bytes()
+            ex = Path(tempfile.mkdtemp(prefix='sse-example-'))
+            shutil.copy(REPO / 'examples' / 'mod_sse_example.c', ex)
+            r = run(['apxs', '-c', 'mod_sse_example.c'], cwd=ex)
+            assert r.returncode == 0 and (ex / '.libs' / 'mod_sse_example.so').is_file(), \
+                r.output[-2000:]
+            shutil.rmtree(ex)
             # the repository's config pair, kept over upgrades as conffiles
             for name in ('sse.load', 'sse.conf'):
                 assert (AVAIL / name).read_bytes() == \
@@ -215,7 +225,7 @@ def test_deb_installs_enables_serves_and_purges(httpd_factory):
         times['purge'] = time.monotonic() - t2
         assert not cleanup, '\n'.join(cleanup)
         assert pkg_status() in ('', 'unknown ok not-installed'), pkg_status()
-        assert not SO.exists()
+        assert not SO.exists() and not HEADER.exists()
         assert not os.path.lexists(ENABLED / 'sse.load')
         assert not os.path.lexists(ENABLED / 'sse.conf')
         changes = diff(before, snapshot())
