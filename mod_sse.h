@@ -63,7 +63,9 @@ APR_DECLARE_OPTIONAL_FN(apr_status_t, sse_publish,
  *
  *     sse_response *s;
  *     const char *chans[] = { "announcements" };
- *     if (open_fn(r, chans, 1, &s) != APR_SUCCESS) return HTTP_SERVICE_UNAVAILABLE;
+ *     apr_status_t rv = open_fn(r, chans, 1, &s);
+ *     if (rv == APR_EOF) return OK;           (HEAD: the headers only)
+ *     if (rv != APR_SUCCESS) return HTTP_SERVICE_UNAVAILABLE;
  *     while (wait_fn(s, apr_time_from_sec(1)) == APR_TIMEUP) {
  *         sse_response_event ev = { "tick", NULL, "1", 1 };
  *         if (send_fn(s, &ev, 1) != APR_SUCCESS) break;
@@ -95,7 +97,8 @@ typedef struct {
  * SSERetry), ": ok", and, when channels are given, subscribes to them and
  * replays what the client missed after its Last-Event-ID. Channel limits
  * (SSEMaxSubscribers and the others) apply.
- * @return APR_SUCCESS with *out set; nothing is sent otherwise:
+ * @return APR_SUCCESS with *out set; otherwise nothing is sent and *out
+ *         is left as it was:
  *         APR_EOF      a HEAD request: the stream headers are set, there is
  *                      nothing to stream; return OK
  *         APR_EINVAL   a bad channel name, more than 64 channels
@@ -134,7 +137,9 @@ APR_DECLARE_OPTIONAL_FN(apr_status_t, sse_response_wait,
                         (sse_response *s, apr_interval_time_t timeout));
 
 /** Ends the stream: leaves its channels, notes its figures for the access
- * log. Return from the handler afterwards (OK); httpd ends the body. */
+ * log (a stream never closed leaves its channels when the request ends,
+ * but logs no figures). Return from the handler afterwards (OK); httpd
+ * ends the body. */
 APR_DECLARE_OPTIONAL_FN(void, sse_response_close, (sse_response *s));
 
 #endif /* MOD_SSE_H */

@@ -113,7 +113,7 @@ static void emit(filter_ctx *fc, apr_size_t n, event_end at)
         data_len--;
     }
     /* the line break of a line already sent in pieces is no event */
-    if (!(at == AT_LINE_END && fc->cut && !data_len)) {
+    if (!(at != AT_SIZE_LIMIT && fc->cut && !data_len)) {
         sse_id_format(id, fc->next_id++);
         sse_stream_add_event(&fc->io, id, fc->event, fc->pending, data_len);
     }
@@ -214,6 +214,8 @@ static void end_for_stop(ap_filter_t *f, filter_ctx *fc)
                                     fc->io.c->bucket_alloc));
         pass_out(f, fc, 1);
     }
+    /* the reconnect must go to the new generation */
+    f->c->keepalive = AP_CONN_CLOSE;
     fc->stopped = 1;
 }
 
@@ -327,6 +329,10 @@ static apr_status_t sse_output_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         const char *encoding = r->content_encoding ? r->content_encoding
                                : apr_table_get(r->headers_out,
                                                "Content-Encoding");
+        if (!encoding) {
+            /* CGI, FastCGI, SCGI put a script's Content-Encoding here */
+            encoding = apr_table_get(r->err_headers_out, "Content-Encoding");
+        }
         if (encoding && strcasecmp(encoding, "identity")) {
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, SSE_LOGNO(00502)
                           "SSE output filter: the generator's output is "
@@ -414,7 +420,8 @@ static apr_status_t sse_output_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         return APR_SUCCESS;
     }
     /* httpd sends no EOS down an aborted connection: note the end now */
-    note_response(fc, fc->stopped ? "stopping" : f->c->aborted
+    note_response(fc, fc->stopped || sse_ticker_ended(fc->tick)
+                      ? "stopping" : f->c->aborted
                       ? "client-gone" : "generator-error");
     return rv;
 }

@@ -95,12 +95,12 @@ static apr_status_t sse_response_open(request_rec *r,
         return APR_EOF;
     }
     sse_stream_io_init(&s->io, r, NULL);
-    sse_stream_io_begin(&s->io);
     if (nchannels > 0 && (rv = join(s, channels, nchannels)) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, SSE_LOGNO(00601)
                       "stream API: channels not joined");
         return rv;
     }
+    sse_stream_io_begin(&s->io);
     sse_stream_set_headers(r);
     sse_stream_add_opening(&s->io, sse_config_dir(r)->retry_ms);
     s->io.seen = sse_notify_generation();

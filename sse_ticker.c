@@ -15,7 +15,6 @@
  */
 #include <errno.h>
 #include <sys/socket.h>
-#include <poll.h>
 
 #include "apr_strings.h"
 #include "apr_thread_proc.h"
@@ -31,8 +30,6 @@
 
 /* How often the ticker looks at its responses when it has any. */
 #define TICK apr_time_from_msec(250)
-/* How long a keepalive that did not fit at once may take to go out. */
-#define MAX_WRITE_WAIT_MS 1000
 
 struct sse_tick {
     sse_tick *prev, *next;
@@ -53,9 +50,10 @@ static sse_tick *ticks;
 static int stopping;
 static apr_thread_t *thread;
 
-/* Writes all of buf: 0 when done, 1 when the socket had no room at all
- * (nothing written: try again later), -1 when it failed or only part of
- * buf went out within a bounded wait (the stream cannot go on). */
+/* Writes all of buf without waiting (the ticker holds its list lock): 0
+ * when done, 1 when the socket had no room at all (nothing written: try
+ * again later), -1 when it failed or took only part of buf (the stream
+ * cannot go on: a client that slow is given up). */
 static int write_all(apr_os_sock_t fd, const char *buf, size_t len)
 {
     int started = 0;
@@ -68,10 +66,8 @@ static int write_all(apr_os_sock_t fd, const char *buf, size_t len)
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct pollfd p = { fd, POLLOUT, 0 };
-            if (!started) return 1;
-            if (poll(&p, 1, MAX_WRITE_WAIT_MS) > 0) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && !started) {
+            return 1;
         }
         return -1;
     }

@@ -76,6 +76,24 @@ out('done\\n')
 out('Content-Type: text/plain\\n\\n')
 out('resumed after %s\\n' % os.environ.get('HTTP_LAST_EVENT_ID', 'nothing'))
 ''',
+    # exactly SSEMaxMessageSize bytes, then the line's end (Flush mode)
+    'flushcut': '''
+out('Content-Type: text/plain\\n\\n')
+out('x' * 1024 + '\\n')
+''',
+    # exactly SSEMaxMessageSize bytes, then a lone CR at the end
+    'linecr': '''
+out('Content-Type: text/plain\\n\\n')
+out('y' * 1024 + '\\r')
+''',
+    # compresses whatever the client asked for (a script's own header)
+    'gz': '''
+import gzip
+sys.stdout.write('Content-Type: text/plain\\nContent-Encoding: gzip\\n\\n')
+sys.stdout.flush()
+sys.stdout.buffer.write(gzip.compress(b'alpha\\nbeta\\n'))
+sys.stdout.buffer.flush()
+''',
     'fails': '''
 out('Status: 500 Internal Server Error\\nContent-Type: text/plain\\n\\n')
 out('broken\\n')
@@ -169,6 +187,9 @@ ScriptAlias /cgi/ "%(cgi)s/"
 <Location /cgi/>
     SetOutputFilter SSE
     SSEKeepAlive 1
+</Location>
+<Location /cgi/flushcut>
+    SSEFilterMode Flush
 </Location>
 <Location /cgi/paused>
     SSEFilterMode Flush
@@ -344,6 +365,25 @@ def test_long_lines_cut_at_the_size_limit(filt):
                                           'c' * 1023, '\u00e9', 'done']
 
 
+# a line of exactly the size limit: its end alone is no event, in Flush
+# mode (a trailing LF at the pause) and in Lines mode (a lone CR at the end)
+@pytest.mark.parametrize('script,data', [('flushcut', 'x' * 1024), ('linecr', 'y' * 1024)])
+def test_exact_size_line_makes_one_event(filt, script, data):
+    s = SseStream(filt.port, '/cgi/' + script)
+    assert s.wait_ended() and s.clean_end
+    assert [e.data for e in s.events] == [data]
+
+
+# a script's own Content-Encoding (CGI puts it in err_headers_out) passes the
+# body through unchanged: gzip bytes are no lines
+def test_script_encoded_output_passed_through(filt):
+    r = filt.get('/cgi/gz', headers={'Accept-Encoding': 'identity'})
+    assert r.status_code == 200
+    assert r.headers['Content-Encoding'] == 'gzip'
+    assert not r.headers['Content-Type'].startswith('text/event-stream')
+    assert r.content == b'alpha\nbeta\n'     # requests decodes the gzip body
+
+
 # a Range header does not cut the stream (the byterange filter would apply
 # it to the last write)
 def test_range_is_ignored(filt):
@@ -391,6 +431,9 @@ def test_graceful_restart_ends_silent_proxied_stream(filt, backend):
     backend.step(key, 1).set()
     backend.step(key, 2).set()
     assert frames(s) == [('1', 'message', 'token one')]
+    log = filt.dir / 'logs' / 'filter_log'
+    assert wait_until(lambda: re.search(r'/proxied/%s HTTP/1.1 200 events=1 bytes=[0-9]+ end=stopping$'
+                                        % key, log.read_text(), re.M))
 
 
 # a graceful restart ends a silent filtered stream at once with
