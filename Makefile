@@ -6,7 +6,8 @@ SRCS     = mod_sse.c sse_config.c sse_event.c sse_json.c sse_query.c \
            sse_store_check.c sse_notify.c sse_writer.c sse_publish.c \
            sse_publish_stream.c sse_location.c sse_access.c sse_jwt.c \
            sse_request.c sse_stream_io.c sse_stream.c sse_admin.c \
-           sse_report.c sse_filter.c sse_ticker.c sse_response_api.c
+           sse_report.c sse_filter.c sse_ticker.c sse_response_api.c \
+           sse_redis.c
 HEADERS  = $(wildcard *.h)
 WARN     = -Wc,-Wall -Wc,-Wextra -Wc,-std=gnu99 \
            -Wc,-Werror=implicit-function-declaration
@@ -24,7 +25,7 @@ all: .libs/mod_sse.so
 
 .libs/mod_sse.so: $(SRCS) $(HEADERS)
 	@command -v $(APXS) >/dev/null || { echo "apxs not found: run 'make deps' (Debian: apache2-dev)"; exit 1; }
-	$(APXS) -c $(WARN) $(APXS_FLAGS) -o mod_sse.la $(SRCS) -lcrypto
+	$(APXS) -c $(WARN) $(APXS_FLAGS) -o mod_sse.la $(SRCS) -lcrypto -lhiredis
 
 # the example module of the stream API (examples/, README "C API")
 examples: examples/.libs/mod_sse_example.so

@@ -35,6 +35,7 @@
 #include "sse_filter.h"
 #include "sse_response_api.h"
 #include "sse_ticker.h"
+#include "sse_redis.h"
 #include "sse_location.h"
 #include "sse_access.h"
 
@@ -334,7 +335,6 @@ static int sse_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     sse_retained *kept;
     sse_store_limits limits;
     sse_store_geometry geo;
-    (void)pconf;
     (void)plog;
 
     current_store = NULL;
@@ -375,6 +375,9 @@ static int sse_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                               ? limits.max_subscribers / 10 : 16;
     sse_store_set_limits(kept->store, &limits);
     current_store = kept->store;
+    if (sse_redis_start_mirror(pconf, s, current_store) != APR_SUCCESS) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     warn_about_child_recycling(ptemp, s);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, SSE_LOGNO(00004)
                  "mod_sse %s: store of %" APR_SIZE_T_FMT " bytes, %u "
@@ -427,6 +430,7 @@ static void sse_child_init(apr_pool_t *pchild, server_rec *s)
     }
     apr_pool_cleanup_register(pchild, NULL, detach_child,
                               apr_pool_cleanup_null);
+    sse_redis_child_init(pchild, s);
     threaded = threaded_mpm();
     /* the writer runs in the dispatcher thread, so only with one */
     if (threaded) {

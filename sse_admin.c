@@ -35,6 +35,7 @@
 #include "sse_jwt.h"
 #include "sse_access.h"
 #include "sse_report.h"
+#include "sse_redis.h"
 
 /* A JSON publish may be this many times SSEMaxMessageSize: room for
  * escaping and for batches. */
@@ -321,7 +322,18 @@ static int channel_request(request_rec *r, sse_store *st, const char *name)
         }
         return reply(r, HTTP_OK, channel_json(r->pool, &info));
     case M_DELETE:
-        if (sse_store_delete(st, name, &info) != SSE_OK) {
+        if (sse_redis_enabled()) {
+            /* every server's mirror drops it, in order with publishes */
+            const char *why;
+            if (sse_store_channel_info(st, name, &info) != SSE_OK) {
+                return reply_error(r, HTTP_NOT_FOUND, apr_psprintf(r->pool,
+                                   "channel '%s' does not exist", name));
+            }
+            if (sse_redis_delete(r->pool, name, &why) != APR_SUCCESS) {
+                return reply_error(r, HTTP_SERVICE_UNAVAILABLE, why);
+            }
+        }
+        else if (sse_store_delete(st, name, &info) != SSE_OK) {
             return reply_error(r, HTTP_NOT_FOUND, apr_psprintf(r->pool,
                                "channel '%s' does not exist", name));
         }
@@ -354,6 +366,21 @@ static int list_channels(request_rec *r, sse_store *st)
                  apr_array_pstrcat(r->pool, parts, ','), "]}", NULL));
 }
 
+/* ,"redis":{...} with SSERedis, else nothing */
+static const char *redis_json(request_rec *r, const sse_store_status *s)
+{
+    static const char *const states[] = { "off", "connecting", "subscribed" };
+    const sse_server_conf *conf = sse_config_server(ap_server_conf);
+    if (!conf->redis.host) return "";
+    return apr_psprintf(r->pool, ",\"redis\":{\"host\":\"%s:%d\",\"state\":"
+        "\"%s\",\"reconnects\":%u,\"mirrored\":%" APR_UINT64_T_FMT
+        ",\"caught_up\":%" APR_UINT64_T_FMT ",\"lag_ms\":%" APR_INT64_T_FMT
+        "}", conf->redis.host, conf->redis.port,
+        states[s->redis.state <= SSE_REDIS_SUBSCRIBED ? s->redis.state : 0],
+        s->redis.reconnects, s->redis.mirrored, s->redis.caught_up,
+        s->redis.lag_usec / 1000);
+}
+
 static int server_status(request_rec *r, sse_store *st)
 {
     sse_store_status s;
@@ -382,7 +409,7 @@ static int server_status(request_rec *r, sse_store *st)
         ",\"first_id\":%s,\"last_id\":%s,\"repairs\":%u,"
         "\"busy\":{\"server\":%" APR_UINT64_T_FMT ",\"channel\":%"
         APR_UINT64_T_FMT ",\"client\":%" APR_UINT64_T_FMT ",\"table\":%"
-        APR_UINT64_T_FMT "},\"max_streams_per_client\":%u}",
+        APR_UINT64_T_FMT "},\"max_streams_per_client\":%u%s}",
         MOD_SSE_VERSION, s.channels, s.max_channels, s.subscribers, s.parked,
         sse_store_get_limits(st)->max_subscribers,
         apr_array_pstrcat(r->pool, kids, ','), s.shm_size, s.shm_used,
@@ -391,7 +418,7 @@ static int server_status(request_rec *r, sse_store *st)
         id_json(r->pool, s.last_id > s.first_id - 1 ? s.last_id : 0),
         s.repairs, s.busy[SSE_BUSY_SERVER], s.busy[SSE_BUSY_CHANNEL],
         s.busy[SSE_BUSY_CLIENT], s.busy[SSE_BUSY_TABLE],
-        sse_store_get_limits(st)->max_per_client));
+        sse_store_get_limits(st)->max_per_client, redis_json(r, &s)));
 }
 
 #ifdef SSE_TEST_HOOKS

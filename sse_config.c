@@ -380,6 +380,17 @@ static const char *set_filter_event(cmd_parms *cmd, void *dcv,
     return NULL;
 }
 
+static const char *set_redis(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    (void)dc;
+    if (err) return err;
+    if ((err = sse_redis_parse_url(cmd->pool, arg, &main_conf(cmd)->redis))) {
+        return apr_psprintf(cmd->pool, "SSERedis %s: %s", arg, err);
+    }
+    return NULL;
+}
+
 const command_rec sse_cmds[] = {
     AP_INIT_TAKE1("SSESharedMemorySize", set_shm_size, NULL, RSRC_CONF,
                   "size of the shared-memory store, K/M/G suffixes "
@@ -443,6 +454,10 @@ const command_rec sse_cmds[] = {
                   RSRC_CONF | ACCESS_CONF,
                   "seconds of silence before a keepalive comment, 0 = none "
                   "(server, directory; default 15)"),
+    AP_INIT_TAKE1("SSERedis", set_redis, NULL, RSRC_CONF,
+                  "redis://[user:password@]host:port[/db]: share channels, "
+                  "history and ids with every server using the same Redis "
+                  "(main server; default none)"),
     AP_INIT_TAKE1("SSEFilterMode", set_filter_mode, NULL,
                   RSRC_CONF | ACCESS_CONF | OR_FILEINFO,
                   "the SSE output filter makes one event per line (Lines) or "

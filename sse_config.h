@@ -8,6 +8,8 @@
 #include "http_config.h"
 #include "ap_expr.h"
 
+#include "sse_redis.h"
+
 #define SSE_DEFAULT_SHM_SIZE        (32 * 1024 * 1024)
 #define SSE_MIN_SHM_SIZE            (64 * 1024)
 #define SSE_DEFAULT_MAX_CHANNELS    1024
@@ -31,6 +33,7 @@ typedef struct {
     int max_per_channel;          /* SSEMaxSubscribersPerChannel, 0 = none */
     int max_per_client;           /* SSEMaxStreamsPerClient, 0 = derived */
     apr_size_t max_pending;       /* SSEMaxPendingBytes */
+    sse_redis_conf redis;         /* SSERedis; host NULL: not set */
 } sse_server_conf;
 
 /* One SSEChannel: a fixed name, or an expression evaluated per request

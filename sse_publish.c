@@ -11,6 +11,7 @@
 #include "sse_store.h"
 #include "sse_notify.h"
 #include "sse_publish.h"
+#include "sse_redis.h"
 
 static int refuse(sse_publish_result *result, int status, const char *error)
 {
@@ -39,6 +40,32 @@ const char *sse_publish_event_problem(apr_pool_t *p, const sse_event *ev,
         return "event data is not valid UTF-8";
     }
     return NULL;
+}
+
+/* Several servers (SSERedis): Redis assigns the ids and every server's
+ * mirror stores the events; the subscribers counted are this server's. */
+static void publish_through_redis(apr_pool_t *p, sse_store *st,
+                                  const char *channel, const char **frames,
+                                  const apr_size_t *lens, int n,
+                                  sse_publish_result *result)
+{
+    apr_uint32_t history = sse_store_get_limits(st)->history_size;
+    sse_channel_info info;
+    const char *why;
+    if ((apr_uint32_t)n > history) {
+        refuse(result, HTTP_REQUEST_ENTITY_TOO_LARGE, apr_psprintf(p,
+               "a batch of %d events is longer than SSEHistorySize (%u)",
+               n, history));
+        return;
+    }
+    if (sse_redis_publish(p, channel, frames, lens, n, history,
+                          sse_store_get_limits(st)->history_max_age,
+                          &result->first_id, &why) != APR_SUCCESS) {
+        refuse(result, HTTP_SERVICE_UNAVAILABLE, why);
+        return;
+    }
+    result->subscribers = sse_store_channel_info(st, channel, &info) == SSE_OK
+                          ? info.subscribers : 0;
 }
 
 void sse_publish_events(apr_pool_t *p, const char *channel,
@@ -74,6 +101,11 @@ void sse_publish_events(apr_pool_t *p, const char *channel,
             return;
         }
         frames[i] = sse_event_frame(p, ev, &lens[i]);
+    }
+    if (sse_redis_enabled()) {
+        publish_through_redis(p, st, channel, frames, lens, events->nelts,
+                              result);
+        return;
     }
     switch (sse_store_publish(st, channel, frames, lens, events->nelts,
                               &result->first_id, &result->subscribers)) {

@@ -9,11 +9,13 @@
 #include "httpd.h"
 #include "apr_strings.h"
 #include "http_protocol.h"
+#include "http_main.h"
 #include "mod_status.h"
 
 #include "mod_sse.h"
 #include "sse_private.h"
 #include "sse_store.h"
+#include "sse_config.h"
 #include "sse_report.h"
 
 /* One snapshot of the store, with the per-child sums the store leaves to
@@ -278,6 +280,24 @@ int sse_report_metrics(request_rec *r, sse_store *st)
                                                   sse_child_info);
         ap_rprintf(r, "sse_child_thread_wakeups_total{pid=\"%d\"} %u\n",
                    (int)ci->pid, ci->wakeups);
+    }
+    if (sse_config_server(ap_server_conf)->redis.host) {
+        metric(r, "sse_redis_up", "gauge",
+               "1 while the Redis mirror is subscribed (SSERedis).",
+               f.s.redis.state == SSE_REDIS_SUBSCRIBED);
+        metric(r, "sse_redis_reconnects_total", "counter",
+               "Redis subscriptions lost and made again.",
+               f.s.redis.reconnects);
+        metric(r, "sse_redis_mirrored_total", "counter",
+               "Events copied in from Redis.", f.s.redis.mirrored);
+        metric(r, "sse_redis_caught_up_total", "counter",
+               "Events read back from Redis after a (re)connect.",
+               f.s.redis.caught_up);
+        metric_head(r, "sse_redis_lag_seconds", "gauge",
+                    "Time from Redis taking the newest copied event's id to "
+                    "its copy here.");
+        ap_rprintf(r, "sse_redis_lag_seconds %.6f\n",
+                   (double)f.s.redis.lag_usec / 1e6);
     }
     channel_metrics(r, st);
     return OK;

@@ -826,11 +826,57 @@ apr_status_t sse_store_read(sse_store *st, sse_subscription *sub,
 
 /* ----------------------------------------------------------- publishing */
 
+static sse_result store_publish(sse_store *st, const char *channel,
+                                const char *const *frames,
+                                const apr_size_t *lens, int n,
+                                apr_uint64_t given_id,
+                                apr_uint64_t *first_id,
+                                apr_uint32_t *subscribers);
+
 sse_result sse_store_publish(sse_store *st, const char *channel,
                              const char *const *frames,
                              const apr_size_t *lens, int n,
                              apr_uint64_t *first_id,
                              apr_uint32_t *subscribers)
+{
+    return store_publish(st, channel, frames, lens, n, 0, first_id,
+                         subscribers);
+}
+
+sse_result sse_store_publish_at(sse_store *st, const char *channel,
+                                const char *const *frames,
+                                const apr_size_t *lens, int n,
+                                apr_uint64_t first_id,
+                                apr_uint32_t *subscribers)
+{
+    apr_uint64_t ignored;
+    if (!first_id) return SSE_STALE;
+    return store_publish(st, channel, frames, lens, n, first_id, &ignored,
+                         subscribers);
+}
+
+sse_redis_figures *sse_store_redis_figures(sse_store *st)
+{
+    return &st->hdr->redis;
+}
+
+apr_uint64_t sse_store_last_id(sse_store *st)
+{
+    apr_uint64_t id;
+    lock(st);
+    id = st->hdr->last_id >= st->hdr->first_id ? st->hdr->last_id : 0;
+    unlock(st);
+    return id;
+}
+
+/* given_id: 0 to assign ids here, else the first of ids assigned
+ * elsewhere. */
+static sse_result store_publish(sse_store *st, const char *channel,
+                                const char *const *frames,
+                                const apr_size_t *lens, int n,
+                                apr_uint64_t given_id,
+                                apr_uint64_t *first_id,
+                                apr_uint32_t *subscribers)
 {
     apr_time_t now = apr_time_now();
     sse_result res = SSE_OK;
@@ -843,6 +889,17 @@ sse_result sse_store_publish(sse_store *st, const char *channel,
         return SSE_TOO_MANY;
     }
     lock(st);
+    if (given_id) {
+        if (st->hdr->last_id < st->hdr->first_id && given_id < st->hdr->first_id) {
+            /* nothing stored yet: ids from elsewhere may predate the store */
+            st->hdr->first_id = given_id;
+            st->hdr->last_id = given_id - 1;
+        }
+        if (given_id <= st->hdr->last_id) {
+            res = SSE_STALE;
+            goto done;
+        }
+    }
     if (!(ch = find_or_create(st, channel, CREATE_FOR_PUBLISHER, now, &res))) {
         goto done;
     }
@@ -870,7 +927,8 @@ sse_result sse_store_publish(sse_store *st, const char *channel,
         evict_oldest(st, ch);
     }
     for (i = 0; i < n; i++) {
-        apr_uint64_t id = st->hdr->last_id + 1;
+        apr_uint64_t id = given_id ? given_id + (apr_uint64_t)i
+                                   : st->hdr->last_id + 1;
         apr_size_t idlen, len;
         msg_head *m;
         memcpy(idline, "id: ", 4);
@@ -1007,6 +1065,7 @@ void sse_store_status_get(sse_store *st, apr_pool_t *p,
     status->last_id = st->hdr->last_id;
     status->repairs = st->hdr->repairs;
     memcpy(status->busy, st->hdr->busy, sizeof(status->busy));
+    status->redis = st->hdr->redis;
     unlock(st);
 }
 

@@ -45,7 +45,8 @@ typedef enum {
     SSE_TABLE_FULL,    /* no free channel slot */
     SSE_MEMORY_FULL,   /* not enough free blocks */
     SSE_TOO_MANY,      /* a batch longer than the history */
-    SSE_NO_ROW         /* this process has no row in the child table */
+    SSE_NO_ROW,        /* this process has no row in the child table */
+    SSE_STALE          /* publish_at: the ids are not new here */
 } sse_result;
 
 /* How a resume with a last event id went. */
@@ -121,6 +122,19 @@ typedef struct {
     apr_uint32_t wakeups;            /* their threads woken for news */
 } sse_child_info;
 
+/* What the Redis mirror (SSERedis) reports: written by it alone, read
+ * without the lock. */
+typedef struct {
+    apr_uint32_t state;          /* SSE_REDIS_OFF, _CONNECTING, _SUBSCRIBED */
+    apr_uint32_t reconnects;     /* subscriptions lost and made again */
+    apr_uint64_t mirrored;       /* events copied in from Redis */
+    apr_uint64_t caught_up;      /* of those, read back after a (re)connect */
+    apr_int64_t lag_usec;        /* now - id of the newest copied event */
+    apr_uint64_t since;          /* when the state last changed (usec) */
+} sse_redis_figures;
+
+enum { SSE_REDIS_OFF = 0, SSE_REDIS_CONNECTING, SSE_REDIS_SUBSCRIBED };
+
 typedef struct {
     apr_uint32_t channels, max_channels;
     apr_uint32_t subscribers;
@@ -132,6 +146,7 @@ typedef struct {
     apr_uint32_t repairs;
     apr_uint64_t busy[SSE_BUSY_REASONS]; /* subscribers told to come back */
     apr_array_header_t *children;    /* sse_child_info */
+    sse_redis_figures redis;
 } sse_store_status;
 
 /* The shape of a store, fixed when it is created. */
@@ -213,6 +228,22 @@ sse_result sse_store_publish(sse_store *st, const char *channel,
                              const apr_size_t *lens, int n,
                              apr_uint64_t *first_id,
                              apr_uint32_t *subscribers);
+
+/* The same with ids assigned elsewhere (several servers sharing channels):
+ * first_id, first_id + 1, ... SSE_STALE when first_id is not above every
+ * id the store has seen (a copy already stored). An empty store takes the
+ * first id it is given as its first. */
+sse_result sse_store_publish_at(sse_store *st, const char *channel,
+                                const char *const *frames,
+                                const apr_size_t *lens, int n,
+                                apr_uint64_t first_id,
+                                apr_uint32_t *subscribers);
+
+/* The Redis mirror's figures, shared with every process. */
+sse_redis_figures *sse_store_redis_figures(sse_store *st);
+
+/* The newest id the store has seen (0 when none). */
+apr_uint64_t sse_store_last_id(sse_store *st);
 
 sse_result sse_store_channel_info(sse_store *st, const char *name,
                                   sse_channel_info *info);

@@ -30,12 +30,13 @@
 
 #define STORE_MAGIC        0x53534532u   /* "SSE2" */
 /* 5: each process keeps a copy of the header's fixed fields at the end of
- * struct sse_store, which code of layout 4 did not allocate */
+ * struct sse_store, which code of layout 4 did not allocate; 6: the Redis
+ * mirror's figures in the header */
 #ifdef SSE_TEST_STORE_LAYOUT
 /* test builds only: pretend to be another mod_sse version's layout */
 #define STORE_LAYOUT       SSE_TEST_STORE_LAYOUT
 #else
-#define STORE_LAYOUT       5u
+#define STORE_LAYOUT       6u
 #endif
 #define MSG_MAGIC          0x4d534731u   /* "MSG1" */
 #define BLOCK_SIZE         256
@@ -76,6 +77,7 @@ typedef struct {
     apr_uint64_t busy[SSE_BUSY_REASONS]; /* subscribers told to come back */
     apr_uint32_t test_crash_point; /* test builds: stop at this point */
     apr_uint32_t unused;
+    sse_redis_figures redis;     /* written by the Redis mirror only */
 } store_header;
 
 typedef struct {

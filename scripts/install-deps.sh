@@ -13,6 +13,10 @@ command -v apxs >/dev/null 2>&1 || need="$need apache2-dev"
 command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v cc >/dev/null 2>&1 || need="$need gcc"
 [ -f /usr/include/openssl/evp.h ] || need="$need libssl-dev"
+# SSERedis: the hiredis client; the tests start a redis-server of their own
+[ -f /usr/include/hiredis/hiredis.h ] || need="$need libhiredis-dev"
+command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] \
+    || need="$need redis-server"
 # make deb (tests/test_995_deb.py): dpkg-buildpackage and dh; dh_apache2
 # comes with apache2-dev. No fakeroot: debian/control says
 # Rules-Requires-Root: no

@@ -116,7 +116,8 @@ def _build_variant_locked(name, defines, cflags, ldflags):
     cmd = [APXS, '-c', '-Wc,-Wall', '-Wc,-Wextra', '-Wc,-std=gnu99'] + \
           ['-D%s' % d for d in defines] + ['-Wc,%s' % f for f in cflags] + \
           ['-Wl,%s' % f for f in ldflags] + \
-          ['-o', 'mod_sse.la'] + [p.name for p in sorted(REPO.glob('*.c'))] + ['-lcrypto']
+          ['-o', 'mod_sse.la'] + [p.name for p in sorted(REPO.glob('*.c'))] + \
+          ['-lcrypto', '-lhiredis']
     if so.exists() and so.stat().st_mtime >= max(p.stat().st_mtime for p in sources) \
             and stamp.exists() and stamp.read_text() == ' '.join(cmd):
         return so
