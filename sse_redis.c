@@ -38,12 +38,14 @@
 #include "sse_config.h"
 #include "sse_store.h"
 #include "sse_notify.h"
+#include "sse_event.h"
 #include "sse_redis.h"
 
 #define KEY_LAST     "sse:last_id"
 #define KEY_CHANNELS "sse:channels"
 #define KEY_EVENTS   "sse:events"
 #define KEY_STREAM   "sse:ch:"
+#define KEY_LOST_TOLD "sse:lost_told"
 
 /* Seconds to wait for Redis to connect or answer a publish. */
 #define PUBLISH_TIMEOUT_SEC 2
@@ -192,6 +194,37 @@ int sse_redis_enabled(void)
     return redis_conf != NULL;
 }
 
+/* Runs the publish script on ctx; NULL when the connection failed. */
+static redisReply *publish_command(redisContext *ctx, apr_pool_t *p,
+                                   const char *channel,
+                                   const char *const *frames,
+                                   const apr_size_t *lens, int n,
+                                   apr_uint32_t history,
+                                   apr_interval_time_t max_age)
+{
+    const char **argv = apr_palloc(p, sizeof(char *) * (apr_size_t)(n + 10));
+    size_t *argl = apr_palloc(p, sizeof(size_t) * (apr_size_t)(n + 10));
+    const char *key = apr_pstrcat(p, KEY_STREAM, channel, NULL);
+    const char *h = apr_psprintf(p, "%u", history);
+    const char *age = apr_psprintf(p, "%" APR_INT64_T_FMT,
+                                   (apr_int64_t)max_age);
+    int i, k = 0;
+#define ARG(s, l) (argv[k] = (s), argl[k] = (l), k++)
+    ARG("EVAL", 4);
+    ARG(publish_script, sizeof(publish_script) - 1);
+    ARG("4", 1);
+    ARG(KEY_LAST, strlen(KEY_LAST));
+    ARG(KEY_CHANNELS, strlen(KEY_CHANNELS));
+    ARG(key, strlen(key));
+    ARG(KEY_EVENTS, strlen(KEY_EVENTS));
+    ARG(channel, strlen(channel));
+    ARG(h, strlen(h));
+    ARG(age, strlen(age));
+    for (i = 0; i < n; i++) ARG(frames[i], lens[i]);
+#undef ARG
+    return redisCommandArgv(ctx, k, argv, argl);
+}
+
 apr_status_t sse_redis_publish(apr_pool_t *p, const char *channel,
                                const char *const *frames,
                                const apr_size_t *lens, int n,
@@ -199,33 +232,9 @@ apr_status_t sse_redis_publish(apr_pool_t *p, const char *channel,
                                apr_interval_time_t max_age,
                                apr_uint64_t *first_id, const char **why)
 {
-    const char **argv = apr_palloc(p, sizeof(char *) * (apr_size_t)(n + 10));
-    size_t *argl = apr_palloc(p, sizeof(size_t) * (apr_size_t)(n + 10));
     redisReply *r = NULL;
-    int i, k = 0, attempt;
+    int attempt;
     apr_status_t rv = APR_EGENERAL;
-
-#define ARG(s, l) (argv[k] = (s), argl[k] = (l), k++)
-    ARG("EVAL", 4);
-    ARG(publish_script, sizeof(publish_script) - 1);
-    ARG("4", 1);
-    ARG(KEY_LAST, strlen(KEY_LAST));
-    ARG(KEY_CHANNELS, strlen(KEY_CHANNELS));
-    {
-        const char *key = apr_pstrcat(p, KEY_STREAM, channel, NULL);
-        ARG(key, strlen(key));
-    }
-    ARG(KEY_EVENTS, strlen(KEY_EVENTS));
-    ARG(channel, strlen(channel));
-    {
-        const char *h = apr_psprintf(p, "%u", history);
-        const char *age = apr_psprintf(p, "%" APR_INT64_T_FMT,
-                                       (apr_int64_t)max_age);
-        ARG(h, strlen(h));
-        ARG(age, strlen(age));
-    }
-    for (i = 0; i < n; i++) ARG(frames[i], lens[i]);
-#undef ARG
 
     *why = "Redis (SSERedis) is not available in this process";
     if (!publish_lock) return APR_ENOTIMPL;
@@ -240,7 +249,8 @@ apr_status_t sse_redis_publish(apr_pool_t *p, const char *channel,
                                 redis_conf->port, *why);
             break;
         }
-        r = redisCommandArgv(publish_ctx, k, argv, argl);
+        r = publish_command(publish_ctx, p, channel, frames, lens, n, history,
+                            max_age);
         if (!r) {
             redisFree(publish_ctx);
             publish_ctx = NULL;
@@ -441,6 +451,63 @@ static int catch_up(redisContext *ctx, sse_store *st, apr_pool_t *p)
     return 0;
 }
 
+/* Redis no longer knows ids this server has: it was restarted without its
+ * data (or flushed). Events it took but this server had not copied yet are
+ * gone, so the clients must not resume silently: ids go on above every id
+ * this server has, and one server (the first to see it) publishes an
+ * sse-reset event ("lost") to every channel, which every server delivers.
+ * Returns -1 when Redis failed. */
+static int detect_loss(redisContext *ctx, sse_store *st, apr_pool_t *p)
+{
+    apr_uint64_t have = sse_store_last_id(st), known = 0;
+    const char *have_text = apr_psprintf(p, "%" APR_UINT64_T_FMT, have);
+    redisReply *r = redisCommand(ctx, "GET " KEY_LAST);
+    int told;
+    if (!r) return -1;
+    if (r->type == REDIS_REPLY_STRING) sse_id_parse(r->str, &known);
+    freeReplyObject(r);
+    if (!have || known >= have) return 0;
+    r = redisCommand(ctx, "EVAL %s 1 %s %s",
+                     "if tonumber(redis.call('GET', KEYS[1]) or '0') "
+                     "< tonumber(ARGV[1]) then "
+                     "redis.call('SET', KEYS[1], ARGV[1]) end return 1",
+                     KEY_LAST, have_text);
+    if (!r) return -1;
+    freeReplyObject(r);
+    r = redisCommand(ctx, "SET " KEY_LOST_TOLD " %s NX EX 600", have_text);
+    if (!r) return -1;
+    told = r->type == REDIS_REPLY_STATUS;      /* OK: this server tells */
+    freeReplyObject(r);
+    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
+                 SSE_LOGNO(00710) "Redis lost its data (it knows ids up to %"
+                 APR_UINT64_T_FMT ", this server has %" APR_UINT64_T_FMT
+                 "): events not copied here before are gone; %s",
+                 known, have, told ? "telling every channel's clients "
+                 "(sse-reset, reason lost)" : "another server tells the "
+                 "clients");
+    if (told) {
+        const sse_store_limits *lim = sse_store_get_limits(st);
+        apr_array_header_t *chans = sse_store_list(st, p);
+        apr_size_t len;
+        const char *frame = sse_reset_frame(p, "lost", 0, NULL, &len);
+        int i;
+        /* the frame without its id: line, as published events are stored */
+        frame = strchr(frame, '\n') + 1;
+        len = strlen(frame);
+        for (i = 0; i < chans->nelts; i++) {
+            const sse_channel_info *ci = &APR_ARRAY_IDX(chans, i,
+                                                        sse_channel_info);
+            if (!(r = publish_command(ctx, p, ci->name, &frame, &len, 1,
+                                      lim->history_size,
+                                      lim->history_max_age))) {
+                return -1;
+            }
+            freeReplyObject(r);
+        }
+    }
+    return 0;
+}
+
 /* One message of sse:events: "<channel>\n<first id>\n" then, per event,
  * "<length>\n<frame>". */
 static void mirror_message(sse_store *st, apr_pool_t *p, const char *msg,
@@ -531,7 +598,7 @@ static void mirror_main(sse_store *st, const sse_redis_conf *rc,
         }
         r = redisCommand(sub, "SUBSCRIBE " KEY_EVENTS);
         if (r) freeReplyObject(r);
-        if (!r || catch_up(cmd, st, p) != 0) {
+        if (!r || detect_loss(cmd, st, p) != 0 || catch_up(cmd, st, p) != 0) {
             redisFree(sub);
             redisFree(cmd);
             usleep(RETRY_USEC);

@@ -232,8 +232,9 @@ def test_many_channels(pair):
 
 
 # Redis down: a publish is a 503 with a JSON error and stores nothing;
-# open streams stay open; when Redis is back, publishing and delivery go on
-# (runs last: restarts Redis)
+# open streams stay open; when Redis is back (without its data: this one
+# keeps none), the clients are told with sse-reset and publishing and
+# delivery go on (runs last among the pair's tests: restarts Redis)
 def test_redis_down_then_back(pair, redis):
     a, b = pair
     ch = uniq('down')
@@ -252,12 +253,19 @@ def test_redis_down_then_back(pair, redis):
     assert not s.ended
     assert wait_until(lambda: b.status()['redis']['state'] == 'connecting')
     redis.start()
-    assert wait_until(lambda: b.status()['redis']['state'] == 'subscribed', 20)
+    # this Redis lost everything: the servers see it when they reconnect,
+    # one of them tells every channel's clients (sse-reset, "lost")
+    assert wait_until(lambda: all(srv.status()['redis']['state'] == 'subscribed'
+                                  for srv in (a, b)), 20)
     assert b.status()['redis']['reconnects'] == reconnects + 1
-    assert wait_until(lambda: a.publish(ch, 'after').status_code == 201, 20)
-    s.wait_for(2)
-    assert [d for _, d in frames(s)] == ['before', 'after']
-    assert int(frames(s)[1][0]) > int(before)
+    after = a.pub(ch, 'after')['id']
+    s.wait_for(3)
+    assert [(e.event, e.data) for e in s.events] == [
+        ('message', 'before'), ('sse-reset', '{"reason":"lost","last_event_id":null}'),
+        ('message', 'after')]
+    ids = [int(e.id) for e in s.events]
+    assert ids == sorted(ids) and ids[-1] == int(after)
+    assert sum('SSE00710' in srv.read_log() for srv in (a, b)) == 2
 
 
 # SSERedis URLs: configtest accepts the documented forms and says what is
