@@ -578,6 +578,7 @@ static void mirror_main(sse_store *st, const sse_redis_conf *rc,
                         apr_pool_t *p, pid_t parent)
 {
     int connected_once = 0;
+    apr_time_t last_logged = 0;
     set_state(st, SSE_REDIS_CONNECTING);
     while (!mirror_stop && getppid() == parent) {
         const char *why = NULL;
@@ -587,11 +588,16 @@ static void mirror_main(sse_store *st, const sse_redis_conf *rc,
         sub = redis_open(p, rc, 1, &why);
         cmd = sub ? redis_open(p, rc, 5, &why) : NULL;
         if (!sub || !cmd) {
+            apr_time_t now = apr_time_now();
             if (sub) redisFree(sub);
-            ap_log_error(APLOG_MARK, connected_once ? APLOG_WARNING
-                         : APLOG_INFO, 0, ap_server_conf, SSE_LOGNO(00704)
-                         "Redis mirror: cannot reach %s:%d (%s); retrying",
-                         rc->host, rc->port, why ? why : "?");
+            /* once when it starts failing, then once a minute */
+            if (connected_once || now - last_logged > apr_time_from_sec(60)) {
+                ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
+                             SSE_LOGNO(00704) "Redis mirror: cannot reach "
+                             "%s:%d (%s); retrying every %d ms", rc->host,
+                             rc->port, why ? why : "?", RETRY_USEC / 1000);
+                last_logged = now;
+            }
             connected_once = 0;
             usleep(RETRY_USEC);
             continue;

@@ -24,15 +24,17 @@ class Redis:
     persistence (a restart loses everything, as a crash of such a server
     does)."""
 
-    def __init__(self):
+    def __init__(self, password=None):
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix='sse-redis-')
+        self.password = password
         self.proc = None
 
     def start(self):
+        extra = ['--requirepass', self.password] if self.password else []
         self.proc = subprocess.Popen([REDIS, '--port', str(self.port), '--bind', '127.0.0.1',
                                       '--save', '', '--appendonly', 'no', '--dir', self.dir,
-                                      '--daemonize', 'no'],
+                                      '--daemonize', 'no'] + extra,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         assert wait_until(self.answers, 10), 'redis-server did not start'
 
@@ -40,7 +42,7 @@ class Redis:
         try:
             with socket.create_connection(('127.0.0.1', self.port), timeout=1) as s:
                 s.sendall(b'PING\r\n')
-                return s.recv(16).startswith(b'+PONG')
+                return s.recv(64).startswith((b'+PONG', b'-NOAUTH'))
         except OSError:
             return False
 
@@ -266,6 +268,28 @@ def test_redis_down_then_back(pair, redis):
     ids = [int(e.id) for e in s.events]
     assert ids == sorted(ids) and ids[-1] == int(after)
     assert sum('SSE00710' in srv.read_log() for srv in (a, b)) == 2
+
+
+# a Redis with a password: the right one in the URL works, a wrong one is a
+# 503 that names the refusal
+def test_password(httpd_factory):
+    r = Redis(password='s3cret')
+    r.start()
+    try:
+        good = httpd_factory.start('redis-pw', expect_children=2, global_extra=[
+            'SSERedis redis://:s3cret@127.0.0.1:%d/1' % r.port])
+        bad = httpd_factory.start('redis-badpw', expect_children=2, global_extra=[
+            'SSERedis redis://:wrong@127.0.0.1:%d/1' % r.port])
+        ch = uniq('pw')
+        s = good.sub('/events/%s' % ch)
+        reply = good.pub(ch, 'secret data')
+        assert frames_after(s, 1) == [(reply['id'], 'secret data')]
+        refused = bad.publish(ch, 'x')
+        assert refused.status_code == 503 and 'password' in refused.json()['error'], refused.text
+        assert bad.status()['redis']['state'] == 'connecting'
+    finally:
+        r.stop()
+        shutil.rmtree(r.dir, ignore_errors=True)
 
 
 # SSERedis URLs: configtest accepts the documented forms and says what is
