@@ -640,8 +640,9 @@ static void mirror_main(sse_store *st, const sse_redis_conf *rc,
             if (m) freeReplyObject(m);
         }
         redisFree(sub);
-        set_state(st, SSE_REDIS_CONNECTING);
         if (!mirror_stop) {
+            /* a mirror told to stop leaves the figures to its successor */
+            set_state(st, SSE_REDIS_CONNECTING);
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
                          SSE_LOGNO(00706) "Redis mirror: lost the "
                          "subscription; reconnecting and catching up");
