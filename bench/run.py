@@ -964,11 +964,6 @@ def scenario_table(name, sc, results):
                                for srv, res in results.items() if 'error' not in res)
             desc += ('; subscribers over HTTPS (HTTP/1.1, the certificate verified by the client; negotiated: '
                      '%s), publishes plain HTTP to a second listener of the same server' % agreed)
-    if kind == 'redis2':
-        desc = ('2 servers and 1 redis-server per server kind; %s subscribers split over both servers, %s '
-                'messages of 100 bytes at %s/s, published alternately on the one and the other, one keep-alive '
-                'connection to each; server CPU is both servers\' process trees plus redis-server\'s' % (
-                    fmt(sc['subs']), fmt(sc['messages']), fmt(sc['rate'])))
     elif kind == 'idle':
         cols = ['server', 'subs', 'connect s', 'processes', 'RSS before MB', 'RSS after MB', 'PSS before MB',
                 'PSS after MB', 'KB/sub all-in', 'KB/sub added', 'dropped']
@@ -988,6 +983,11 @@ def scenario_table(name, sc, results):
                 'CPU µs/publish', 'client CPU s']
         desc = '%d keep-alive connections publishing 100-byte messages as fast as answered for %s s' % (
             sc['conns'], fmt(sc['duration']))
+    if kind == 'redis2':
+        desc = ('2 servers and 1 redis-server per server kind; %s subscribers split over both servers, %s '
+                'messages of 100 bytes at %s/s, published alternately on the one and the other, one keep-alive '
+                'connection to each; server CPU is both servers\' process trees plus redis-server\'s' % (
+                    fmt(sc['subs']), fmt(sc['messages']), fmt(sc['rate'])))
     text = '### %s — %s\n\n%s.\n\n%s\n' % (name, sc['what'], desc, table(cols, rows))
     if kind == 'redis2':
         text += '\n' + redis2_table(sc, results) + '\n'
