@@ -9,7 +9,7 @@ Environment:
   BENCH_QUICK=1                 every scenario about 10x smaller (a smoke run)
   BENCH_ONLY=modsse,nchan       servers to run (modsse, nchan, bettersse)
   BENCH_SCENARIOS=light,idle    scenarios to run (light, saturation, tls1k, tls1k-paced, fanout, idle, fan50k,
-                                idle50k, restart50k, pubrate, pubrate-event, pubstream)
+                                idle50k, restart50k, pubrate, pubrate-event, pubstream, redis2)
   BENCH_THREAD_STACK=131072     mod_sse's ThreadStackSize
   BENCH_MPM=worker              mod_sse's MPM (worker or event; scenario pubrate-event is always event)
   BENCH_OUT=dir                 where results go; default bench/results for a full run, else bench/work/results
@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -47,6 +48,7 @@ NGINX = shutil.which('nginx') or '/usr/sbin/nginx'
 NCHAN_SO = Path('/usr/lib/nginx/modules/ngx_nchan_module.so')
 NODE = shutil.which('node') or '/usr/bin/node'
 BETTER_SSE_DIR = BENCH / 'better-sse'
+REDIS_SERVER = shutil.which('redis-server') or '/usr/bin/redis-server'
 
 QUICK = os.environ.get('BENCH_QUICK', '') not in ('', '0')
 THREAD_STACK = int(os.environ.get('BENCH_THREAD_STACK', '131072'))
@@ -56,6 +58,9 @@ MPM = os.environ.get('BENCH_MPM', 'worker')
 PORTS = {'modsse': 18790, 'nchan': 18791, 'bettersse': 18792}
 # TLS scenarios: subscribers on PORTS (HTTPS), publishes plain HTTP on this many ports higher
 PUB_PORT_OFFSET = 10
+# redis2: the second server of a pair listens this many ports higher; each pair has a redis-server of its own
+SECOND_OFFSET = 20
+REDIS_PORTS = {'modsse': 18820, 'nchan': 18821}
 TLS_DIR = WORK / 'tls'
 TLS_CERT, TLS_KEY = TLS_DIR / 'cert.pem', TLS_DIR / 'key.pem'
 TLS_PROTOCOLS = ['TLSv1.2', 'TLSv1.3']
@@ -94,6 +99,15 @@ SCENARIOS = {
                           what='publishes per second under mpm_event (mod_sse only), no subscribers'),
     'pubstream': dict(kind='pubstream', conns=4, duration=5, only=['modsse'],
                       what='publishes per second with the streaming publish (mod_sse only), no subscribers'),
+    # two servers sharing one redis-server (mod_sse SSERedis, Nchan nchan_redis_pass): subscribers split over
+    # both, publishes alternating between them, so half of every subscriber's events crossed servers; then
+    # the publish rate over both without subscribers
+    # 200 subscribers: at 100 msg/s, 1,000 (20 k deliveries/s per server pair, as tls1k-paced) left Nchan's
+    # publisher behind the schedule on the shared 2 cores (83 msg/s, p99 2 s), and the latency is meant to be
+    # the path through Redis, not a queue
+    'redis2': dict(kind='redis2', subs=200, procs=2, messages=1000, rate=100, drain=60, conns=4, duration=5,
+                   only=['modsse', 'nchan'],
+                   what='2 servers + 1 redis-server: delivery across servers, and publishes per second'),
 }
 QUICK_SCENARIOS = {
     'light': dict(subs=10, messages=100),
@@ -108,6 +122,7 @@ QUICK_SCENARIOS = {
     'pubrate': dict(duration=1),
     'pubrate-event': dict(duration=1),
     'pubstream': dict(duration=1),
+    'redis2': dict(subs=40, messages=100, duration=1),
 }
 
 
@@ -196,19 +211,23 @@ def make_cert():
 class Server:
     name = ''
 
-    def __init__(self, sc):
+    def __init__(self, sc, instance=0, redis_port=None):
         self.sc = sc
         self.tls = bool(sc.get('tls'))
-        self.port = PORTS[self.name]
+        # instance 1 is the second server of a pair (redis2), sharing channels through the redis-server on
+        # redis_port
+        self.instance = instance
+        self.redis_port = redis_port
+        self.port = PORTS[self.name] + SECOND_OFFSET * instance
         # with TLS, publishes go to a second, plain listener of the same server
         self.pub_port = self.port + PUB_PORT_OFFSET if self.tls else self.port
-        self.dir = WORK / self.name
+        self.dir = WORK / (self.name + ('-%d' % (instance + 1) if instance else ''))
         self.proc = None
         self.config = {}
 
     @property
     def label(self):
-        return LABELS[self.name]
+        return LABELS[self.name] + (' #%d' % (self.instance + 1) if self.instance else '')
 
     def prepare(self):
         if self.dir.exists():
@@ -334,6 +353,8 @@ class ModSse(Server):
         self.config = dict(ServerLimit=self.children, ThreadsPerChild=tpc, ThreadStackSize=THREAD_STACK,
                            SSEHistorySize=hist, SSEMaxSubscribers=subs + 64,
                            SSEMaxStreamsPerClient=subs + 64)
+        if self.redis_port:
+            self.config['SSERedis'] = 'redis://127.0.0.1:%d' % self.redis_port
         if self.tls:
             self.config['subscribers'] = ('HTTPS on %d (mod_ssl; each stream keeps its worker thread), '
                                           'publishes plain HTTP on %d' % (self.port, self.pub_port))
@@ -376,6 +397,7 @@ class ModSse(Server):
             # the load client's subscribers come from four addresses
             'SSEMaxStreamsPerClient %d' % (subs + 64),
             'SSEKeepAlive 30',
+        ] + (['SSERedis redis://127.0.0.1:%d' % self.redis_port] if self.redis_port else []) + [
             '<Location /sub>',
             '    SetHandler sse-stream',
             '</Location>',
@@ -417,11 +439,11 @@ class ModSse(Server):
     def restart_signal(self):
         return signal.SIGUSR1     # httpd's graceful restart
 
-    def sub_path(self):
-        return '/sub/' + CHANNEL
+    def sub_path(self, channel=CHANNEL):
+        return '/sub/' + channel
 
-    def pub_path(self):
-        return '/sse-admin/channels/' + CHANNEL
+    def pub_path(self, channel=CHANNEL):
+        return '/sse-admin/channels/' + channel
 
     def log_files(self):
         return [self.dir / 'logs' / 'error_log', self.dir / 'logs' / 'stdout.log']
@@ -448,6 +470,16 @@ class Nchan(Server):
         self.workers = workers
         self.config = dict(worker_processes=workers, worker_connections=conns,
                            nchan_message_buffer_length=hist)
+        # Nchan 1.3.6 advises an upstream of nchan_redis_server and nchan_redis_pass over the older
+        # nchan_redis_url + nchan_use_redis; the storage mode stays its default, distributed: every
+        # publish goes through Redis, which is what lets several servers share a channel
+        upstream = redis_pass = ''
+        if self.redis_port:
+            upstream = ('    upstream bench_redis {\n        nchan_redis_server redis://127.0.0.1:%d;\n    }\n'
+                        % self.redis_port)
+            redis_pass = '\n            nchan_redis_pass bench_redis;'
+            self.config['nchan_redis_pass'] = 'upstream of nchan_redis_server redis://127.0.0.1:%d' % (
+                self.redis_port)
         # one listening socket per worker, as for httpd's children (ListenCoresBucketsRatio)
         listen = '        listen 127.0.0.1:%d%s backlog=4096 reuseport;' % (self.port, ' ssl' if self.tls else '')
         if self.tls:
@@ -478,23 +510,23 @@ http {{
     nchan_message_buffer_length {hist};
     nchan_message_timeout 1h;
     nchan_max_reserved_memory 256M;
-    server {{
+{upstream}    server {{
 {listen}
         location = /ready {{
             return 204;
         }}
         location ~ ^/sub/(\\w+)$ {{
             nchan_subscriber eventsource;
-            nchan_channel_id $1;
+            nchan_channel_id $1;{redis_pass}
         }}
         location ~ ^/pub/(\\w+)$ {{
             nchan_publisher;
-            nchan_channel_id $1;
+            nchan_channel_id $1;{redis_pass}
         }}
     }}
 }}
 '''.format(so=NCHAN_SO, dir=self.dir, conns=conns, hist=hist, listen=listen, workers=workers,
-           nofile=NOFILE)
+           nofile=NOFILE, upstream=upstream, redis_pass=redis_pass)
         (self.dir / 'nginx.conf').write_text(conf)
 
     def command(self):
@@ -511,11 +543,11 @@ http {{
     def ready(self):
         return len(proc_tree(self.pid)) >= 1 + getattr(self, 'workers', 2)
 
-    def sub_path(self):
-        return '/sub/' + CHANNEL
+    def sub_path(self, channel=CHANNEL):
+        return '/sub/' + channel
 
-    def pub_path(self):
-        return '/pub/' + CHANNEL
+    def pub_path(self, channel=CHANNEL):
+        return '/pub/' + channel
 
     def log_files(self):
         return [self.dir / 'logs' / 'error.log', self.dir / 'logs' / 'stdout.log']
@@ -544,21 +576,25 @@ class BetterSse(Server):
 CLASSES = {'modsse': ModSse, 'nchan': Nchan, 'bettersse': BetterSse}
 
 
-def run_client(server, sc, scenario_index):
-    args = [str(CLIENT), sc['kind'], '--port', str(server.port), '--server-pid', str(server.pid),
+def run_client(server, sc, scenario_index, kind=None, extra=(), pids=None):
+    """kind overrides sc['kind'] (redis2 runs fanout, then pubrate); extra are more client options; pids
+    the processes whose trees' CPU counts (default: the server's)."""
+    kind = kind or sc['kind']
+    args = [str(CLIENT), kind, '--port', str(server.port),
+            '--server-pid', ','.join(str(p) for p in (pids or [server.pid])),
             '--pub-path', server.pub_path(), '--sub-path', server.sub_path(),
             # a fresh source address range per scenario: no TIME_WAIT of an earlier run is in the way
-            '--src-base', str(10 + 4 * scenario_index)]
+            '--src-base', str(10 + 4 * scenario_index)] + list(extra)
     if server.tls:
         args += ['--tls', '--tls-ca', str(TLS_CERT), '--pub-port', str(server.pub_port)]
-    if sc['kind'] in ('fanout', 'idle'):
+    if kind in ('fanout', 'idle'):
         args += ['--subs', str(sc['subs']), '--procs', str(sc['procs'])]
-    if sc['kind'] == 'fanout':
+    if kind == 'fanout':
         args += ['--messages', str(sc['messages']), '--rate', str(sc['rate']), '--payload', '100',
                  '--drain-timeout', str(sc['drain'])]
-    if sc['kind'] == 'idle':
+    if kind == 'idle':
         args += ['--idle-wait', '3']
-    if sc['kind'] in ('pubrate', 'pubstream'):
+    if kind in ('pubrate', 'pubstream'):
         args += ['--pub-conns', str(sc['conns']), '--duration', str(sc['duration']), '--payload', '100']
     log('  client: %s' % ' '.join(a if ' ' not in a else repr(a) for a in args))
     t0 = time.monotonic()
@@ -578,6 +614,135 @@ def run_client(server, sc, scenario_index):
         res['error'] = 'the server was gone before the run ended (see its logs in %s)' % server.dir
     res['wall_s'] = round(time.monotonic() - t0, 2)
     return res
+
+
+class RedisServer:
+    """A redis-server of one server pair's own: high port, no persistence, its directory under bench/work."""
+
+    def __init__(self, name):
+        self.port = REDIS_PORTS[name]
+        self.dir = WORK / ('redis-' + name)
+        self.proc = None
+
+    def answers(self):
+        try:
+            with socket.create_connection(('127.0.0.1', self.port), timeout=1) as s:
+                s.sendall(b'PING\r\n')
+                return s.recv(16).startswith(b'+PONG')
+        except OSError:
+            return False
+
+    def start(self):
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True)
+        out = open(self.dir / 'redis.log', 'wb')
+        self.proc = subprocess.Popen([REDIS_SERVER, '--port', str(self.port), '--bind', '127.0.0.1',
+                                      '--save', '', '--appendonly', 'no', '--dir', str(self.dir),
+                                      '--daemonize', 'no'], stdout=out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        out.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if self.answers():
+                return True
+            time.sleep(0.1)
+        log('redis-server did not start; look at %s' % (self.dir / 'redis.log'))
+        self.stop()
+        return False
+
+    def version(self):
+        m = re.search(r'v=(\S+)', cmd_out([REDIS_SERVER, '--version']))
+        return m.group(1) if m else '?'
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def crosses(sub_srv, pub_srv, timeout=2.0):
+    """True when an event published on pub_srv reaches a subscriber of sub_srv (on a channel of its own, so
+    the measured channel stays empty): both servers are up and share channels through Redis."""
+    try:
+        with socket.create_connection(('127.0.0.1', sub_srv.port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(('GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n'
+                       % sub_srv.sub_path('probe')).encode())
+            got = b''
+            while b'\r\n\r\n' not in got:
+                d = s.recv(4096)
+                if not d:
+                    return False
+                got += d
+            if not got.startswith(b'HTTP/1.1 200'):
+                return False
+            req = urllib.request.Request('http://127.0.0.1:%d%s' % (pub_srv.pub_port, pub_srv.pub_path('probe')),
+                                         data=b'crossed', method='POST', headers={'Content-Type': 'text/plain'})
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                if not 200 <= r.status < 300:
+                    return False
+            while b'data: crossed' not in got:
+                d = s.recv(4096)
+                if not d:
+                    return False
+                got += d
+            return True
+    except OSError:
+        return False
+
+
+def run_redis2(name, sc, scenario_index):
+    """Two servers of one kind and their redis-server: subscribers split over both and publishes alternating
+    (the fanout client with --port2/--pub-port2), then the publish rate over both without subscribers. CPU is
+    both servers' process trees plus redis-server's, each reported apart too."""
+    redis = RedisServer(name)
+    log(' redis-server: starting on 127.0.0.1:%d' % redis.port)
+    if not redis.start():
+        return {'error': 'redis-server did not start (log in %s)' % redis.dir}, []
+    pair = [CLASSES[name](sc, i, redis.port) for i in (0, 1)]
+    issues = []
+    try:
+        for srv in pair:
+            log(' %s: starting on 127.0.0.1:%d, Redis on %d' % (srv.label, srv.port, redis.port))
+            if not srv.start():
+                return {'error': '%s did not start (logs in %s)' % (srv.label, srv.dir)}, []
+        a, b = pair
+        deadline = time.monotonic() + 60
+        while not (crosses(a, b) and crosses(b, a)):
+            if time.monotonic() > deadline:
+                return {'error': 'events published on one server did not reach the other within 60 s'}, []
+            time.sleep(0.5)
+        pids = [a.pid, b.pid, redis.proc.pid]
+        res = run_client(a, sc, scenario_index, 'fanout', ['--port2', str(b.port), '--pub-port2', str(b.pub_port)],
+                         pids)
+        if 'error' not in res:
+            pub = run_client(a, sc, scenario_index, 'pubrate', ['--pub-port2', str(b.pub_port)], pids)
+            res['pubrate'] = pub
+            if 'error' in pub:
+                res['error'] = 'publish rate: ' + pub['error']
+            else:
+                res['publishes_per_s'] = pub['publishes_per_s']
+                res['server_cpu_us_per_publish'] = pub['server_cpu_us_per_publish']
+        parts = res.get('server_cpu_parts_s')
+        if parts and res.get('received'):
+            res['cpu_parts_us_per_delivery'] = {k: round(v * 1e6 / res['received'], 3)
+                                                for k, v in zip(('server 1', 'server 2', 'redis-server'), parts)}
+        res['redis_server'] = redis.version()
+    finally:
+        for srv in pair:
+            srv.stop()
+            issues += ['%s: %s' % (srv.label, line) for line in srv.log_issues()]
+        redis.stop()
+    res['config'] = dict(pair[0].config, servers='2, on ports %d and %d' % (pair[0].port, pair[1].port),
+                         redis_server='%s on port %d, no persistence (--save "" --appendonly no)' % (
+                             res.get('redis_server', '?'), redis.port))
+    return res, issues
 
 
 def alive(pid):
@@ -640,6 +805,15 @@ def run_lifecycle(server, sc, scenario_index):
 def short(res):
     if 'error' in res:
         return 'ERROR ' + res['error']
+    if res['mode'] == 'fanout' and 'pubrate' in res:
+        return ('subs %d/%d (%d on the second server)  recv %d/%d (%d crossed servers)  loss %d  dup %d  ooo %d  '
+                'p99 %.2f ms  cpu %.2f us/deliv (servers + redis)  pub %.0f/s;  publishes over both %.0f/s  '
+                'errors %d  cpu %.1f us/publish' % (
+                    res['subs_connected'], res['subs_requested'], res['subs_connected_port2'], res['received'],
+                    res['expected'], res['cross_server_received'], res['loss'], res['duplicates'],
+                    res['out_of_order'], res['latency_p99_ms'], res['server_cpu_us_per_delivery'],
+                    res['rate_achieved'], res['publishes_per_s'], res['pubrate']['publish_errors'],
+                    res['server_cpu_us_per_publish']))
     if res['mode'] == 'fanout':
         return ('subs %d/%d  recv %d/%d  loss %d  dup %d  ooo %d  p50 %.2f ms  p99 %.2f ms  %.0f deliv/s  '
                 'cpu %.2f us/deliv  pub %.0f/s' % (
@@ -748,7 +922,7 @@ def scenario_table(name, sc, results):
         if 'error' in res:
             rows.append([LABELS[srv], 'error: ' + res['error'].replace('|', '/')[:200]])
             continue
-        if kind == 'fanout':
+        if kind in ('fanout', 'redis2'):
             rows.append([LABELS[srv], '%s/%s' % (fmt(res['subs_connected']), fmt(res['subs_requested'])),
                          '%s (%s/s)' % (fmt(res['published']), fmt(res['rate_achieved'])),
                          fmt(res['publish_errors']),
@@ -777,7 +951,7 @@ def scenario_table(name, sc, results):
                          fmt(res['publish_errors']), fmt(res['publish_p50_ms']), fmt(res['publish_p99_ms']),
                          fmt(res['publish_max_ms']), fmt(res['server_cpu_us_per_publish']),
                          fmt(res['client_cpu_s'])])
-    if kind == 'fanout':
+    if kind in ('fanout', 'redis2'):
         cols = ['server', 'subs', 'published (rate)', 'pub errors', 'received/expected', 'loss', 'dups',
                 'out of order', 'dropped subs', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms',
                 'deliveries/s', 'events/read', 'server CPU s', 'CPU µs/delivery', 'client CPU s']
@@ -809,7 +983,42 @@ def scenario_table(name, sc, results):
                 'CPU µs/publish', 'client CPU s']
         desc = '%d keep-alive connections publishing 100-byte messages as fast as answered for %s s' % (
             sc['conns'], fmt(sc['duration']))
-    return '### %s — %s\n\n%s.\n\n%s\n' % (name, sc['what'], desc, table(cols, rows)) + NOTES.get(kind, '')
+    if kind == 'redis2':
+        desc = ('2 servers and 1 redis-server per server kind; %s subscribers split over both servers, %s '
+                'messages of 100 bytes at %s/s, published alternately on the one and the other, one keep-alive '
+                'connection to each; server CPU is both servers\' process trees plus redis-server\'s' % (
+                    fmt(sc['subs']), fmt(sc['messages']), fmt(sc['rate'])))
+    text = '### %s — %s\n\n%s.\n\n%s\n' % (name, sc['what'], desc, table(cols, rows))
+    if kind == 'redis2':
+        text += '\n' + redis2_table(sc, results) + '\n'
+    return text + NOTES.get('fanout' if kind == 'redis2' else kind, '')
+
+
+def redis2_table(sc, results):
+    """What redis2 adds to a fan-out table: the split over the servers, where the CPU went, the publish rate."""
+    rows = []
+    for srv in SERVERS:
+        res = results.get(srv)
+        if not res or 'error' in res:
+            continue
+        parts = res.get('cpu_parts_us_per_delivery', {})
+        pub = res['pubrate']
+        pparts = pub.get('server_cpu_parts_s') or []
+        rows.append([LABELS[srv], '%s + %s' % (fmt(res['subs_connected'] - res['subs_connected_port2']),
+                                               fmt(res['subs_connected_port2'])),
+                     '%s of %s' % (fmt(res['cross_server_received']), fmt(res['received'])),
+                     ' + '.join(fmt(parts.get(k)) for k in ('server 1', 'server 2', 'redis-server')),
+                     fmt(pub['publishes_per_s']), fmt(pub['publish_errors']), fmt(pub['publish_p99_ms']),
+                     fmt(pub['server_cpu_us_per_publish']),
+                     fmt(100.0 * pparts[2] / pub['server_cpu_s']) if len(pparts) == 3 and pub['server_cpu_s'] > 0
+                     else '–'])
+    return ('Subscribers per server, deliveries of events published on the other server, and CPU µs per delivery '
+            'split into server 1 + server 2 + redis-server; then %d keep-alive connections publishing as fast as '
+            'answered for %s s, alternating between the two servers, **no subscribers attached**, CPU again '
+            'both servers and redis-server.\n\n' % (sc['conns'], fmt(sc['duration'])) +
+            table(['server', 'subs (1 + 2)', 'crossed servers', 'CPU µs/delivery (1 + 2 + redis)',
+                   'publishes/s', 'pub errors', 'publish p99 ms', 'CPU µs/publish', 'redis share of publish CPU %'],
+                  rows))
 
 
 NOTES = {
@@ -853,6 +1062,12 @@ HEADLINE = [
     ('publishes per second, mod_sse under mpm_event', ('pubrate-event', 'pubrate'), 'publishes_per_s', 'higher'),
     # mod_sse's streaming publish against the others' best, one request per message
     ('publishes per second, mod_sse streaming', ('pubstream', 'pubrate'), 'publishes_per_s', 'higher'),
+    # two servers on one redis-server each; CPU includes redis-server's
+    ('p99 latency ms, redis2 (2 servers via Redis, 100 msg/s)', 'redis2', 'latency_p99_ms', 'lower'),
+    ('CPU µs per delivery, redis2 (2 servers + redis-server, 100 msg/s)', 'redis2', 'server_cpu_us_per_delivery',
+     'lower'),
+    ('publishes per second, redis2 (alternating over 2 servers via Redis, no subscribers)', 'redis2',
+     'publishes_per_s', 'higher'),
 ]
 
 
@@ -861,7 +1076,7 @@ def headline_table(results, scenarios):
     for label, scen, key, better in HEADLINE:
         own, others = scen if isinstance(scen, tuple) else (scen, scen)
         sc = scenarios.get(own, {})
-        if sc.get('subs'):
+        if sc.get('subs') and 'no subscribers' not in label:
             label += ' (%s subs)' % fmt(sc['subs'])
         m = val(results, own, 'modsse', key)
         n, b = (val(results, others, s, key) for s in ('nchan', 'bettersse'))
@@ -914,6 +1129,17 @@ def anomalies(results):
                     bits.append('the publisher fell behind the schedule (%s of %s messages/s): the server was '
                                 'saturated, and latency includes the wait' % (
                                     fmt(res['rate_achieved']), fmt(float(res['rate_requested']))))
+                pub = res.get('pubrate') or {}
+                if pub.get('publish_errors'):
+                    bits.append('publish rate run: %s publish errors' % fmt(pub['publish_errors']))
+                pm, ps, pc = pub.get('machine_cpu_s'), pub.get('server_cpu_s'), pub.get('client_cpu_s')
+                if pm is not None and pm >= 2 and ps is not None and ps >= 0 and pc is not None \
+                        and pm - ps - pc > 0.1 * pm:
+                    bits.append('publish rate run: other processes took at least %.0f %% of the machine\'s busy '
+                                'CPU (%s of %s CPU s)' % (100 * (pm - ps - pc) / pm, fmt(pm - ps - pc), fmt(pm)))
+                if 'cross_server_received' in res and res['cross_server_received'] * 2 != res['expected']:
+                    bits.append('%s deliveries crossed servers, expected half of %s' % (
+                        fmt(res['cross_server_received']), fmt(res['expected'])))
                 if bits:
                     notes.append('%s / %s: %s' % (scen, LABELS[srv], ', '.join(bits)))
             elif res.get('mode') == 'lifecycle':
@@ -1175,6 +1401,17 @@ def main():
         results[name] = {}
         for srv_name in servers:
             if sc.get('only') and srv_name not in sc['only']:
+                continue
+            if sc['kind'] == 'redis2':
+                res, issues = run_redis2(srv_name, sc, idx)
+                if 'error' in res and 'did not start' in res['error']:
+                    failed_start.append('%s/%s' % (name, srv_name))
+                if issues:
+                    res['log_issues'] = issues[:20]
+                    res['log_issue_count'] = len(issues)
+                    log(' %s: %d troubling log line(s), e.g. %s' % (LABELS[srv_name], len(issues), issues[0][:160]))
+                results[name][srv_name] = res
+                log(' %s: %s' % (LABELS[srv_name], short(res)))
                 continue
             srv = CLASSES[srv_name](sc)
             log(' %s: starting on 127.0.0.1:%d' % (srv.label, srv.port))

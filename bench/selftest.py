@@ -6,7 +6,9 @@ they connect) it drops one message, sends one twice, swaps two, answers 404, or 
 (chunks cut mid-line, CRLF line ends, JSON-quoted data, no chunking). The client must report exactly the
 faults that were injected; a client that missed a dropped message would make every loss figure a lie.
 The same runs again with the subscribers over TLS (--tls, certificate verified, publishes to a second, plain
-port), and once more against a certificate the client must refuse.
+port), and once more against a certificate the client must refuse. Last, two fake servers sharing their
+subscribers (as two servers on one Redis do) check --port2/--pub-port2: subscribers and publishes split over
+both, every event everywhere, and the deliveries that crossed from one server to the other counted exactly.
 Exits non-zero when a count is off. Usage: selftest.py [path to sse_load]
 """
 import json
@@ -87,9 +89,10 @@ def listener():
 
 
 class FakeServer:
-    """With tls (an ssl.SSLContext), port speaks TLS and pub_port is a second, plain listener."""
+    """With tls (an ssl.SSLContext), port speaks TLS and pub_port is a second, plain listener. With hub (another
+    FakeServer), subscribers and the fault plan are shared with it: a publish to either reaches both's."""
 
-    def __init__(self, tls=None):
+    def __init__(self, tls=None, hub=None, plan=None):
         self.tls = tls
         self.sock = listener()
         self.port = self.sock.getsockname()[1]
@@ -97,6 +100,9 @@ class FakeServer:
         self.subs = []
         self.n = 0
         self.lock = threading.Lock()
+        self.hub = hub or self
+        self.plan = plan or PLAN
+        self.own_subs = self.publishes = 0
         threading.Thread(target=self.accept, args=(self.sock, tls), daemon=True).start()
         if tls:
             plain = listener()
@@ -124,10 +130,12 @@ class FakeServer:
             head, buf = buf.split(b'\r\n\r\n', 1)
             lines = head.decode().split('\r\n')
             method, path = lines[0].split()[:2]
+            hub = self.hub
             if method == 'GET' and path.startswith('/sub/'):
-                with self.lock:
-                    plan = PLAN[self.n % len(PLAN)]
-                    self.n += 1
+                with hub.lock:
+                    plan = self.plan[hub.n % len(self.plan)]
+                    hub.n += 1
+                    self.own_subs += 1
                 if plan['fault'] == '404':
                     conn.sendall(b'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n')
                     conn.close()
@@ -137,8 +145,8 @@ class FakeServer:
                              (b'Transfer-Encoding: chunked\r\n' if chunked else b'') + b'\r\n')
                 sub = Sub(conn, plan)
                 sub.send(b': ok\n\n')
-                with self.lock:
-                    self.subs.append(sub)
+                with hub.lock:
+                    hub.subs.append(sub)
                 return      # the connection now belongs to the publisher side
             length = 0
             for h in lines[1:]:
@@ -149,8 +157,9 @@ class FakeServer:
                 buf += conn.recv(65536)
             body, buf = buf[:length].decode(), buf[length:]
             seq = int(body.split('s=', 1)[1].split()[0])
-            with self.lock:
-                subs = list(self.subs)
+            with hub.lock:
+                subs = list(hub.subs)
+                self.publishes += 1
             for s in subs:
                 s.deliver(seq, body)
             conn.sendall(b'HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok')
@@ -241,6 +250,25 @@ def main():
         fail(res, bad, 'TLS, untrusted certificate')
         print('selftest: TLS, untrusted certificate: every subscriber refused it (%d TLS errors)' %
               res['tls_errors'])
+
+    # two servers: worker k's odd subscribers on the second (2 of 3 per worker on the first), even seqs
+    # published there; no faults, so every subscriber has all, and half of each one's crossed servers
+    clean = [dict(framing='chunked', fault=None)]
+    a = FakeServer(plan=clean)
+    b = FakeServer(hub=a, plan=clean)
+    res = run_client(a, ['--port2', str(b.port), '--pub-port2', str(b.pub_port)])
+    n = len(PLAN)
+    want = {'subs_connected': n, 'subs_connected_port2': 2, 'expected': n * MESSAGES, 'received': n * MESSAGES,
+            'loss': 0, 'duplicates': 0, 'out_of_order': 0, 'publish_errors': 0, 'published': MESSAGES,
+            'complete_subs': n, 'cross_server_received': n * MESSAGES // 2}
+    bad = {k: (res.get(k), v) for k, v in want.items() if res.get(k) != v}
+    if (a.own_subs, b.own_subs, a.publishes, b.publishes) != (n - 2, 2, MESSAGES // 2, MESSAGES // 2):
+        bad['split'] = ((a.own_subs, b.own_subs, a.publishes, b.publishes),
+                        (n - 2, 2, MESSAGES // 2, MESSAGES // 2))
+    fail(res, bad, 'two servers')
+    print('selftest: two servers: subscribers %d + %d, publishes %d + %d, every event at every subscriber, '
+          '%d deliveries crossed servers' % (a.own_subs, b.own_subs, a.publishes, b.publishes,
+                                            res['cross_server_received']))
 
 
 if __name__ == '__main__':

@@ -10,9 +10,11 @@ command -v node >/dev/null 2>&1 || need="$need nodejs"
 command -v npm >/dev/null 2>&1 || need="$need npm"
 # the tls1k scenario's certificate
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
-# what building mod_sse needs, plus the above; Debian may start its own
+# what building mod_sse needs (with redis-server and libhiredis-dev, which
+# the redis2 scenario uses too), plus the above; Debian may start its own
 # nginx on port 80, the bench uses ports 18790-18792 (and 18800-18801
-# for plain publishes in tls1k) and leaves it be
+# for plain publishes in tls1k, 18810-18811 and 18820-18821 for redis2's
+# second servers and redis-servers) and leaves it be
 # shellcheck disable=SC2086
 sh ../scripts/install-deps.sh $need
 # the lock file pins better-sse; a copy of another version is replaced

@@ -63,7 +63,6 @@ static struct {
     double rate;
     int messages;
     int payload;
-    pid_t server_pid;
     double drain_timeout;
     double connect_timeout;     /* whole connect phase */
     double conn_timeout;        /* one connection attempt */
@@ -76,15 +75,19 @@ static struct {
     int tls;                    /* subscribers over TLS */
     const char *tls_ca;         /* verify the server against this; none: no verification */
     int pub_port;               /* publishes go here (plain HTTP); 0: --port */
+    int port2;                  /* a second server: odd subscribers of each worker connect here */
+    int pub_port2;              /* a second server: every second publish (even seq) goes here */
+    pid_t server_pids[8];       /* --server-pid A,B,...: CPU and memory summed over these trees */
+    int n_server_pids;
 } opt = {
     .mode = MODE_FANOUT, .host = "127.0.0.1", .port = 0, .sub_path = "/sub/bench",
     .pub_path = "/pub/bench", .subs = 100, .procs = 1, .rate = 100, .messages = 100,
-    .payload = 100, .server_pid = 0, .drain_timeout = 30, .connect_timeout = 120,
+    .payload = 100, .drain_timeout = 30, .connect_timeout = 120,
     .conn_timeout = 15, .connect_batch = 256, .pub_conns = 1, .duration = 5,
     .idle_wait = 3, .deadline = 0, .src_base = 10,
 };
 
-static struct sockaddr_in server_addr, pub_addr;
+static struct sockaddr_in server_addr, pub_addr, server_addr2, pub_addr2;
 
 static void vnote(const char *fmt, va_list ap)
 {
@@ -294,6 +297,20 @@ static double machine_cpu(void)
     return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* every --server-pid tree (two servers and their Redis, say); parts[i] gets tree i's share; -1 when one is gone */
+static double server_cpu_all(double *parts)
+{
+    double sum = 0;
+    int gone = 0;
+    for (int i = 0; i < opt.n_server_pids; i++) {
+        double c = server_cpu(opt.server_pids[i]);
+        if (parts) parts[i] = c;
+        if (c < 0) gone = 1;
+        sum += c;
+    }
+    return gone || !opt.n_server_pids ? -1 : sum;
+}
+
 struct mem { double rss_kb, pss_kb; int procs; };
 
 /* RSS double-counts pages the processes share (httpd children, nginx
@@ -331,6 +348,18 @@ static struct mem server_mem(pid_t root)
     return m;
 }
 
+static struct mem server_mem_all(void)
+{
+    struct mem m = { 0, 0, 0 };
+    for (int i = 0; i < opt.n_server_pids; i++) {
+        struct mem one = server_mem(opt.server_pids[i]);
+        m.rss_kb += one.rss_kb;
+        m.pss_kb += one.pss_kb;
+        m.procs += one.procs;
+    }
+    return m;
+}
+
 /* ------------------------------------------------------------------ */
 /* pipes between parent and workers: [u32 type][u32 len][payload] */
 
@@ -350,6 +379,7 @@ struct wresult {
     uint64_t subs, counted, connected_now, connect_failed, connect_retries, busy, non200;
     uint64_t disconnects, proto_errors, late_subs, busy_gave_up;
     uint64_t received, dups, ooo, foreign, bad_seq, complete_subs;
+    uint64_t counted2, cross;   /* --port2: subscribers counted there; deliveries published on the other server */
     int64_t first_delivery, last_delivery;
     uint64_t bytes, reads;
     uint64_t tls_errors;
@@ -525,7 +555,8 @@ static void start_connect(struct worker *w, struct sub *s, int64_t now)
     s->events = EPOLLOUT;
     w->inflight++;
     struct epoll_event ev = { .events = EPOLLOUT, .data.u64 = (uint64_t)(s - w->subs) };
-    if (connect(fd, (struct sockaddr *)&server_addr, sizeof server_addr) < 0 && errno != EINPROGRESS) {
+    const struct sockaddr_in *to = opt.port2 && ((s - w->subs) & 1) ? &server_addr2 : &server_addr;
+    if (connect(fd, (const struct sockaddr *)to, sizeof *to) < 0 && errno != EINPROGRESS) {
         ev.events = EPOLLOUT;   /* the error is read back through SO_ERROR below */
     }
     epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev);
@@ -559,6 +590,8 @@ static void deliver(struct worker *w, struct sub *s, int64_t now)
     s->seen[i >> 3] |= (uint8_t)(1u << (i & 7));
     s->received++;
     w->r.received++;
+    /* publish seq goes to the second server when even; the subscriber sits there when its index is odd */
+    if (opt.port2 && opt.pub_port2 && (((s - w->subs) & 1) != (seq - 1) % 2)) w->r.cross++;
     if ((uint32_t)seq < s->last_seq) w->r.ooo++;
     else s->last_seq = (uint32_t)seq;
     int64_t lat = now - s->ev_t;
@@ -991,6 +1024,7 @@ static void worker_start(struct worker *w)
         struct sub *s = &w->subs[i];
         if (s->state == S_BODY && !s->busy) {
             s->counted = 1;
+            if (opt.port2 && (i & 1)) w->r.counted2++;
             s->seen = calloc(1, bytes);
             if (!s->seen) die("out of memory");
             w->r.counted++;
@@ -1353,7 +1387,7 @@ struct pconn {
     size_t len;
 };
 
-static int pconn_open(struct pconn *c)
+static int pconn_open(struct pconn *c, const struct sockaddr_in *to)
 {
     c->len = 0;
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1363,7 +1397,7 @@ static int pconn_open(struct pconn *c)
     struct timeval tv = { .tv_sec = 10, .tv_usec = 0 };
     setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (connect(c->fd, (struct sockaddr *)&pub_addr, sizeof pub_addr) < 0) {
+    if (connect(c->fd, (const struct sockaddr *)to, sizeof *to) < 0) {
         close(c->fd);
         c->fd = -1;
         return -1;
@@ -1467,7 +1501,8 @@ static void *pub_main(void *arg)
 {
     struct pubthread *pt = arg;
     struct pubstate *ps = pt->ps;
-    struct pconn c = { .fd = -1, .len = 0 };
+    /* with --pub-port2 publishes alternate between the two servers, one keep-alive connection to each */
+    struct pconn conns[2] = { { .fd = -1, .len = 0 }, { .fd = -1, .len = 0 } };
     int plen = opt.payload;
     size_t hlen_max = 512;
     char *req = malloc(hlen_max + (size_t)plen + 64);
@@ -1485,12 +1520,14 @@ static void *pub_main(void *arg)
         }
         if (intended >= ps->stop_at || now_ns() > ps->deadline) break;
         char body[128];
+        int second = opt.pub_port2 && (i & 1);
+        struct pconn *cp = &conns[second];
         int bl = snprintf(body, sizeof body, "s=%d t=%" PRId64 " ", i + 1, intended);
         int blen = plen > bl ? plen : bl;
         int hl = snprintf(req, hlen_max,
                           "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: text/plain\r\n"
                           "Content-Length: %d\r\nUser-Agent: sse_load\r\n\r\n",
-                          opt.pub_path, opt.host, opt.pub_port, blen);
+                          opt.pub_path, opt.host, second ? opt.pub_port2 : opt.pub_port, blen);
         memcpy(req + hl, body, (size_t)bl);
         memset(req + hl + bl, 'x', (size_t)(blen - bl));
         size_t total = (size_t)hl + (size_t)blen;
@@ -1498,19 +1535,19 @@ static void *pub_main(void *arg)
         atomic_compare_exchange_strong(&ps->first_send, &zero, (long long)now_ns());
         int status = -1;
         for (int attempt = 0; attempt < 2; attempt++) {
-            if (c.fd < 0 && pconn_open(&c) < 0) {
+            if (cp->fd < 0 && pconn_open(cp, second ? &pub_addr2 : &pub_addr) < 0) {
                 status = -1;
                 break;
             }
             int fresh = 1;
-            if (write_all(c.fd, req, total) < 0) {
-                pconn_close(&c);
+            if (write_all(cp->fd, req, total) < 0) {
+                pconn_close(cp);
                 if (attempt == 0) atomic_fetch_add(&ps->retries, 1);
                 continue;
             }
-            status = pconn_response(&c, &fresh);
+            status = pconn_response(cp, &fresh);
             if (status < 0) {
-                pconn_close(&c);
+                pconn_close(cp);
                 /* a keep-alive connection the server closed before reading: resend once */
                 if (fresh && attempt == 0) {
                     atomic_fetch_add(&ps->retries, 1);
@@ -1532,7 +1569,8 @@ static void *pub_main(void *arg)
         while (done > prev && !atomic_compare_exchange_weak(&ps->last_done, &prev, done))
             ;
     }
-    pconn_close(&c);
+    pconn_close(&conns[0]);
+    pconn_close(&conns[1]);
     free(req);
     return NULL;
 }
@@ -1598,7 +1636,8 @@ static int run_fanout(void)
     if (counted != connected) note("%" PRIu64 " subscribers counted at start (progress said %" PRIu64 ")",
                                    counted, connected);
 
-    double cpu0 = server_cpu(opt.server_pid), mcpu0 = machine_cpu();
+    double parts0[8], parts1[8];
+    double cpu0 = server_cpu_all(parts0), mcpu0 = machine_cpu();
     struct pubstate ps = { .total = opt.messages, .rate = opt.rate };
     atomic_init(&ps.next, 0);
     ps.t0 = now_ns() + 20000000LL;
@@ -1613,7 +1652,7 @@ static int run_fanout(void)
     send_cmd_all(CMD_DRAIN, pub_end + sec_ns(opt.drain_timeout));
     until = pub_end + sec_ns(opt.drain_timeout) + sec_ns(15);
     while (!all(1) && now_ns() < until && now_ns() < deadline + sec_ns(5)) pump(100);
-    double cpu1 = server_cpu(opt.server_pid), mcpu1 = machine_cpu();
+    double cpu1 = server_cpu_all(parts1), mcpu1 = machine_cpu();
     int complete = all(1);
     if (!complete) kill_workers();
     reap_workers();
@@ -1642,6 +1681,8 @@ static int run_fanout(void)
         t.foreign += r->foreign;
         t.bad_seq += r->bad_seq;
         t.complete_subs += r->complete_subs;
+        t.counted2 += r->counted2;
+        t.cross += r->cross;
         t.bytes += r->bytes;
         t.reads += r->reads;
         t.tls_errors += r->tls_errors;
@@ -1693,6 +1734,14 @@ static int run_fanout(void)
            ", \"bad_seq\": %" PRIu64 ", \"complete_subs\": %" PRIu64 ", \"drain_timed_out\": %s, ",
            expected, t.received, expected - t.received, t.dups, t.ooo, t.foreign, t.bad_seq,
            t.complete_subs, t.drained_by_timeout || t.deadline_hit ? "true" : "false");
+    if (opt.port2)
+        printf("\"subs_connected_port2\": %" PRIu64 ", \"cross_server_received\": %" PRIu64 ", ", t.counted2, t.cross);
+    if (opt.n_server_pids > 1) {
+        printf("\"server_cpu_parts_s\": [");
+        for (int i = 0; i < opt.n_server_pids; i++)
+            printf("%s%.3f", i ? ", " : "", parts0[i] >= 0 && parts1[i] >= 0 ? parts1[i] - parts0[i] : -1.0);
+        printf("], ");
+    }
     printf("\"latency_count\": %" PRIu64 ", ", t.lat.count);
     print_hist("latency_", &t.lat);
     printf(", \"fanout_complete_p50_ms\": %.3f, \"fanout_complete_p99_ms\": %.3f, \"fanout_complete_max_ms\": %.3f",
@@ -1718,16 +1767,16 @@ static int run_fanout(void)
 static int run_idle(void)
 {
     int64_t deadline = now_ns() + sec_ns(opt.deadline);
-    struct mem before = server_mem(opt.server_pid);
-    double cpu0 = server_cpu(opt.server_pid);
+    struct mem before = server_mem_all();
+    double cpu0 = server_cpu_all(NULL);
     int64_t t0 = now_ns();
     spawn_workers(deadline);
     uint64_t connected = wait_connected();
     double connect_s = (double)(now_ns() - t0) / 1e9;
     sleep_until(now_ns() + sec_ns(opt.idle_wait));
     pump(0);
-    struct mem after = server_mem(opt.server_pid);
-    double cpu1 = server_cpu(opt.server_pid);
+    struct mem after = server_mem_all();
+    double cpu1 = server_cpu_all(NULL);
     send_cmd_all(CMD_STOP, 0);
     int64_t until = now_ns() + sec_ns(15);
     while (!all(1) && now_ns() < until) pump(100);
@@ -1768,9 +1817,10 @@ static int run_pubrate(void)
     ps.deadline = deadline;
     struct hist *lat = calloc(1, sizeof *lat);
     if (!lat) die("out of memory");
-    double cpu0 = server_cpu(opt.server_pid), mcpu0 = machine_cpu();
+    double parts0[8], parts1[8];
+    double cpu0 = server_cpu_all(parts0), mcpu0 = machine_cpu();
     run_publishers(&ps, opt.pub_conns, lat);
-    double cpu1 = server_cpu(opt.server_pid), mcpu1 = machine_cpu();
+    double cpu1 = server_cpu_all(parts1), mcpu1 = machine_cpu();
     int64_t first = (int64_t)atomic_load(&ps.first_send);
     double span = first ? (double)((int64_t)atomic_load(&ps.last_done) - first) / 1e9 : 0;
     long long ok = atomic_load(&ps.ok), errors = atomic_load(&ps.errors);
@@ -1781,6 +1831,12 @@ static int run_pubrate(void)
            opt.pub_conns, span, (long long)atomic_load(&ps.sent), ok, errors,
            (long long)atomic_load(&ps.retries), span > 0 ? (double)ok / span : 0.0);
     print_hist("publish_", lat);
+    if (opt.n_server_pids > 1) {
+        printf(", \"server_cpu_parts_s\": [");
+        for (int i = 0; i < opt.n_server_pids; i++)
+            printf("%s%.3f", i ? ", " : "", parts0[i] >= 0 && parts1[i] >= 0 ? parts1[i] - parts0[i] : -1.0);
+        printf("]");
+    }
     printf(", \"server_cpu_s\": %.3f, \"server_cpu_us_per_publish\": %.3f, \"client_cpu_s\": %.3f"
            ", \"machine_cpu_s\": %.3f, \"server_gone\": %s}\n",
            cpu, (cpu >= 0 && ok) ? cpu * 1e6 / (double)ok : -1.0, client_cpu(),
@@ -1875,7 +1931,7 @@ static int run_pubstream(void)
     double cpu0, cpu1, span;
     int64_t t0;
     if (!st) die("out of memory");
-    cpu0 = server_cpu(opt.server_pid);
+    cpu0 = server_cpu_all(NULL);
     t0 = now_ns();
     for (k = 0; k < opt.pub_conns; k++) pthread_create(&st[k].th, NULL, streamer_main, &st[k]);
     for (k = 0; k < opt.pub_conns; k++) {
@@ -1888,7 +1944,7 @@ static int run_pubstream(void)
         }
     }
     span = (double)(now_ns() - t0) / 1e9;
-    cpu1 = server_cpu(opt.server_pid);
+    cpu1 = server_cpu_all(NULL);
     printf("{\"mode\": \"pubstream\", \"connections\": %d, \"duration_s\": %.3f, \"lines_sent\": %lld, "
            "\"published\": %lld, \"failed_connections\": %d, \"publishes_per_s\": %.1f, "
            "\"server_cpu_s\": %.3f, \"server_cpu_us_per_publish\": %.3f, \"client_cpu_s\": %.3f, "
@@ -1917,7 +1973,8 @@ static void usage(void)
             "  --payload BYTES     event data size (100)\n"
             "  --pub-conns C       publisher keep-alive connections (fanout 1, pubrate 4)\n"
             "  --duration S        pubrate, pubstream: seconds to publish (5)\n"
-            "  --server-pid PID    server process whose tree's CPU and memory are sampled\n"
+            "  --server-pid PID    server process whose tree's CPU and memory are sampled; A,B,...: the sum\n"
+            "                      of several trees (two servers and their Redis), each reported apart too\n"
             "  --drain-timeout S   wait for deliveries after the last publish (30)\n"
             "  --connect-timeout S whole connect phase (120)\n"
             "  --conn-timeout S    one connection attempt (15)\n"
@@ -1927,7 +1984,9 @@ static void usage(void)
             "  --deadline S        give up after this long (default: derived from the others)\n"
             "  --tls               subscribers speak HTTPS (TLS through OpenSSL)\n"
             "  --tls-ca FILE       verify the server's certificate against FILE (default: no verification)\n"
-            "  --pub-port P        publishes go to this port, plain HTTP (default: --port)\n",
+            "  --pub-port P        publishes go to this port, plain HTTP (default: --port)\n"
+            "  --port2 P           a second server: every odd subscriber of a worker connects here\n"
+            "  --pub-port2 P       a second server: publishes alternate, seq 2, 4, ... go here\n",
             MAX_PROCS);
     exit(2);
 }
@@ -1942,7 +2001,8 @@ int main(int argc, char **argv)
         { "conn-timeout", 1, 0, 'C' }, { "connect-batch", 1, 0, 'B' }, { "pub-conns", 1, 0, 'x' },
         { "duration", 1, 0, 'T' }, { "idle-wait", 1, 0, 'i' }, { "deadline", 1, 0, 'D' },
         { "src-base", 1, 0, 'A' }, { "tls", 0, 0, 'L' }, { "tls-ca", 1, 0, 'V' },
-        { "pub-port", 1, 0, 'Q' }, { "help", 0, 0, '?' }, { 0, 0, 0, 0 }
+        { "pub-port", 1, 0, 'Q' }, { "port2", 1, 0, 'R' }, { "pub-port2", 1, 0, 'U' },
+        { "help", 0, 0, '?' }, { 0, 0, 0, 0 }
     };
     int pub_conns_set = 0;
     if (argc > 1 && argv[1][0] != '-') {
@@ -1966,7 +2026,12 @@ int main(int argc, char **argv)
         case 'r': opt.rate = atof(optarg); break;
         case 'm': opt.messages = atoi(optarg); break;
         case 'b': opt.payload = atoi(optarg); break;
-        case 'S': opt.server_pid = (pid_t)atoi(optarg); break;
+        case 'S':
+            for (char *p = optarg; *p && opt.n_server_pids < 8; p = strchr(p, ',') ? strchr(p, ',') + 1 : "")
+                opt.server_pids[opt.n_server_pids++] = (pid_t)atoi(p);
+            break;
+        case 'R': opt.port2 = atoi(optarg); break;
+        case 'U': opt.pub_port2 = atoi(optarg); break;
         case 'd': opt.drain_timeout = atof(optarg); break;
         case 'c': opt.connect_timeout = atof(optarg); break;
         case 'C': opt.conn_timeout = atof(optarg); break;
@@ -1983,6 +2048,7 @@ int main(int argc, char **argv)
         }
     }
     if (optind != argc || opt.port <= 0 || opt.port > 65535 || opt.pub_port < 0 || opt.pub_port > 65535
+        || opt.port2 < 0 || opt.port2 > 65535 || opt.pub_port2 < 0 || opt.pub_port2 > 65535
         || (opt.tls_ca && !opt.tls))
         usage();
     if (!opt.pub_port) opt.pub_port = opt.port;
@@ -2003,6 +2069,10 @@ int main(int argc, char **argv)
     server_addr.sin_port = htons((uint16_t)opt.port);
     pub_addr = server_addr;
     pub_addr.sin_port = htons((uint16_t)opt.pub_port);
+    server_addr2 = server_addr;
+    server_addr2.sin_port = htons((uint16_t)opt.port2);
+    pub_addr2 = server_addr;
+    pub_addr2.sin_port = htons((uint16_t)opt.pub_port2);
 
     raise_nofile();
     signal(SIGPIPE, SIG_IGN);
