@@ -225,6 +225,66 @@ static redisReply *publish_command(redisContext *ctx, apr_pool_t *p,
     return redisCommandArgv(ctx, k, argv, argl);
 }
 
+/* Sends one command on ctx; NULL when the connection failed. */
+typedef redisReply *command_fn(redisContext *ctx, apr_pool_t *p,
+                               const void *arg);
+
+/* Runs a command on this child's connection, connecting when needed; a
+ * connection that broke since the last command gets one retry. The reply
+ * (the caller frees it), or NULL with *why. */
+static redisReply *child_command(apr_pool_t *p, command_fn *send,
+                                 const void *arg, const char **why)
+{
+    redisReply *r = NULL;
+    int attempt;
+    apr_thread_mutex_lock(publish_lock);
+    for (attempt = 0; attempt < 2 && !r; attempt++) {
+        if (!publish_ctx
+            && !(publish_ctx = redis_open(p, redis_conf, PUBLISH_TIMEOUT_SEC,
+                                          why))) {
+            *why = apr_psprintf(p, "Redis at %s:%d (SSERedis) is not "
+                                "reachable: %s", redis_conf->host,
+                                redis_conf->port, *why);
+            break;
+        }
+        if (!(r = send(publish_ctx, p, arg))) {
+            *why = "the connection to Redis broke during the command";
+            redisFree(publish_ctx);
+            publish_ctx = NULL;
+        }
+    }
+    apr_thread_mutex_unlock(publish_lock);
+    return r;
+}
+
+/* NULL when r is of the type the command answers with, else why not. */
+static const char *reply_problem(apr_pool_t *p, const redisReply *r,
+                                 int type, const char *what)
+{
+    if (r->type == type) return NULL;
+    return r->type == REDIS_REPLY_ERROR
+           ? apr_pstrcat(p, "Redis refused the ", what, ": ", r->str, NULL)
+           : apr_pstrcat(p, "Redis answered the ", what, " unexpectedly",
+                         NULL);
+}
+
+typedef struct {
+    const char *channel;
+    const char *const *frames;
+    const apr_size_t *lens;
+    int n;
+    apr_uint32_t history;
+    apr_interval_time_t max_age;
+} publish_args;
+
+static redisReply *send_publish(redisContext *ctx, apr_pool_t *p,
+                                const void *arg)
+{
+    const publish_args *a = arg;
+    return publish_command(ctx, p, a->channel, a->frames, a->lens, a->n,
+                           a->history, a->max_age);
+}
+
 apr_status_t sse_redis_publish(apr_pool_t *p, const char *channel,
                                const char *const *frames,
                                const apr_size_t *lens, int n,
@@ -232,83 +292,44 @@ apr_status_t sse_redis_publish(apr_pool_t *p, const char *channel,
                                apr_interval_time_t max_age,
                                apr_uint64_t *first_id, const char **why)
 {
-    redisReply *r = NULL;
-    int attempt;
+    publish_args a = { channel, frames, lens, n, history, max_age };
+    redisReply *r;
     apr_status_t rv = APR_EGENERAL;
 
     *why = "Redis (SSERedis) is not available in this process";
     if (!publish_lock) return APR_ENOTIMPL;
-    apr_thread_mutex_lock(publish_lock);
-    /* a connection that broke since the last publish gets one retry */
-    for (attempt = 0; attempt < 2 && rv != APR_SUCCESS; attempt++) {
-        if (!publish_ctx
-            && !(publish_ctx = redis_open(p, redis_conf, PUBLISH_TIMEOUT_SEC,
-                                          why))) {
-            *why = apr_psprintf(p, "Redis at %s:%d (SSERedis) is not "
-                                "reachable: %s", redis_conf->host,
-                                redis_conf->port, *why);
-            break;
-        }
-        r = publish_command(publish_ctx, p, channel, frames, lens, n, history,
-                            max_age);
-        if (!r) {
-            redisFree(publish_ctx);
-            publish_ctx = NULL;
-            continue;
-        }
-        if (r->type == REDIS_REPLY_STRING
-            && sse_id_parse(r->str, first_id) == 0) {
-            rv = APR_SUCCESS;
-        }
-        else {
-            *why = r->type == REDIS_REPLY_ERROR
-                   ? apr_pstrcat(p, "Redis refused the publish: ", r->str,
-                                 NULL)
-                   : "Redis answered the publish unexpectedly";
-            attempt = 2;
-        }
-        freeReplyObject(r);
+    if (!(r = child_command(p, send_publish, &a, why))) return rv;
+    if (!(*why = reply_problem(p, r, REDIS_REPLY_STRING, "publish"))) {
+        if (sse_id_parse(r->str, first_id) == 0) rv = APR_SUCCESS;
+        else *why = "Redis answered the publish unexpectedly";
     }
-    apr_thread_mutex_unlock(publish_lock);
+    freeReplyObject(r);
     return rv;
+}
+
+static redisReply *send_delete(redisContext *ctx, apr_pool_t *p,
+                               const void *arg)
+{
+    const char *channel = arg;
+    return redisCommand(ctx, "EVAL %s 3 %s %s %s %s", delete_script,
+                        KEY_CHANNELS, apr_pstrcat(p, KEY_STREAM, channel,
+                                                  NULL),
+                        KEY_EVENTS, channel);
 }
 
 apr_status_t sse_redis_delete(apr_pool_t *p, const char *channel,
                               const char **why)
 {
-    const char *key = apr_pstrcat(p, KEY_STREAM, channel, NULL);
     redisReply *r;
-    apr_status_t rv = APR_EGENERAL;
-    int attempt;
+    apr_status_t rv;
     *why = "Redis (SSERedis) is not available in this process";
     if (!publish_lock) return APR_ENOTIMPL;
-    apr_thread_mutex_lock(publish_lock);
-    for (attempt = 0; attempt < 2 && rv != APR_SUCCESS; attempt++) {
-        if (!publish_ctx
-            && !(publish_ctx = redis_open(p, redis_conf, PUBLISH_TIMEOUT_SEC,
-                                          why))) {
-            *why = apr_psprintf(p, "Redis at %s:%d (SSERedis) is not "
-                                "reachable: %s", redis_conf->host,
-                                redis_conf->port, *why);
-            break;
-        }
-        r = redisCommand(publish_ctx, "EVAL %s 3 %s %s %s %s", delete_script,
-                         KEY_CHANNELS, key, KEY_EVENTS, channel);
-        if (!r) {
-            redisFree(publish_ctx);
-            publish_ctx = NULL;
-            continue;
-        }
-        if (r->type == REDIS_REPLY_INTEGER) rv = APR_SUCCESS;
-        else {
-            *why = r->type == REDIS_REPLY_ERROR
-                   ? apr_pstrcat(p, "Redis refused the delete: ", r->str, NULL)
-                   : "Redis answered the delete unexpectedly";
-            attempt = 2;
-        }
-        freeReplyObject(r);
+    if (!(r = child_command(p, send_delete, channel, why))) {
+        return APR_EGENERAL;
     }
-    apr_thread_mutex_unlock(publish_lock);
+    *why = reply_problem(p, r, REDIS_REPLY_INTEGER, "delete");
+    rv = *why ? APR_EGENERAL : APR_SUCCESS;
+    freeReplyObject(r);
     return rv;
 }
 

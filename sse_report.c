@@ -4,6 +4,7 @@
  * format 0.0.4) for GET <admin>/metrics. Both show the same totals; the
  * metrics add per-child series and the busiest channels by name.
  */
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "httpd.h"
@@ -159,6 +160,20 @@ static void metric(request_rec *r, const char *name, const char *type,
     ap_rprintf(r, "%s %" APR_UINT64_T_FMT "\n", name, value);
 }
 
+/* One series per child of a 32-bit figure of sse_child_info. */
+static void per_child(request_rec *r, const sse_figures *f, const char *name,
+                      const char *type, const char *help, size_t field)
+{
+    int i;
+    metric_head(r, name, type, help);
+    for (i = 0; i < f->s.children->nelts; i++) {
+        const sse_child_info *ci = &APR_ARRAY_IDX(f->s.children, i,
+                                                  sse_child_info);
+        ap_rprintf(r, "%s{pid=\"%d\"} %u\n", name, (int)ci->pid,
+                   *(const apr_uint32_t *)((const char *)ci + field));
+    }
+}
+
 static int busiest_first(const void *a, const void *b)
 {
     const sse_channel_info *x = a, *y = b;
@@ -265,22 +280,12 @@ int sse_report_metrics(request_rec *r, sse_store *st)
                    "%u\n", (int)ci->pid, ci->parked, (int)ci->pid,
                    ci->on_threads);
     }
-    metric_head(r, "sse_child_subscribers", "gauge",
-                "Open streams (subscribers) of each child process.");
-    for (i = 0; i < f.s.children->nelts; i++) {
-        const sse_child_info *ci = &APR_ARRAY_IDX(f.s.children, i,
-                                                  sse_child_info);
-        ap_rprintf(r, "sse_child_subscribers{pid=\"%d\"} %u\n", (int)ci->pid,
-                   ci->subscribers);
-    }
-    metric_head(r, "sse_child_thread_wakeups_total", "counter",
-                "Stream threads of each child woken for news.");
-    for (i = 0; i < f.s.children->nelts; i++) {
-        const sse_child_info *ci = &APR_ARRAY_IDX(f.s.children, i,
-                                                  sse_child_info);
-        ap_rprintf(r, "sse_child_thread_wakeups_total{pid=\"%d\"} %u\n",
-                   (int)ci->pid, ci->wakeups);
-    }
+    per_child(r, &f, "sse_child_subscribers", "gauge",
+              "Open streams (subscribers) of each child process.",
+              offsetof(sse_child_info, subscribers));
+    per_child(r, &f, "sse_child_thread_wakeups_total", "counter",
+              "Stream threads of each child woken for news.",
+              offsetof(sse_child_info, wakeups));
     if (sse_config_server(ap_server_conf)->redis.host) {
         metric(r, "sse_redis_up", "gauge",
                "1 while the Redis mirror is subscribed (SSERedis).",
