@@ -1249,11 +1249,22 @@ class HttpdServer:
     def url(self, path):
         return 'http://127.0.0.1:%d%s' % (self.port, path)
 
+    # httpd closes an idle keep-alive connection after KeepAliveTimeout (5 s by
+    # default); a request sent on it at that moment gets "closed without
+    # response" (seen in CI after a 5 s sleep). A connection idle for longer
+    # than this is dropped here before the next request instead.
+    POOLED_IDLE_LIMIT = 2.0
+
     def session(self):
         s = getattr(self._local, 's', None)
+        now = time.monotonic()
+        if s is not None and now - self._local.used > self.POOLED_IDLE_LIMIT:
+            s.close()
+            s = None
         if s is None:
             s = requests.Session()
             self._local.s = s
+        self._local.used = now
         return s
 
     def request(self, method, path, **kw):
