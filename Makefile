@@ -7,7 +7,7 @@ SRCS     = mod_sse.c sse_config.c sse_event.c sse_json.c sse_query.c \
            sse_publish_stream.c sse_location.c sse_access.c sse_jwt.c \
            sse_request.c sse_stream_io.c sse_stream.c sse_admin.c \
            sse_report.c sse_filter.c sse_ticker.c sse_response_api.c \
-           sse_redis.c
+           sse_redis.c sse_read_cache.c
 HEADERS  = $(wildcard *.h)
 WARN     = -Wc,-Wall -Wc,-Wextra -Wc,-std=gnu99 \
            -Wc,-Werror=implicit-function-declaration
@@ -16,7 +16,7 @@ WARN     = -Wc,-Wall -Wc,-Wextra -Wc,-std=gnu99 \
 APXS_FLAGS ?=
 # units without httpd headers, linked into the C unit tests
 PURE     = sse_event.c sse_json.c sse_query.c sse_store.c sse_store_clients.c \
-           sse_store_repair.c sse_store_check.c sse_jwt.c
+           sse_store_repair.c sse_store_check.c sse_jwt.c sse_read_cache.c
 
 .PHONY: all deps install activate unit test test-faults demo demo-screenshot clean bench \
         asan asan-unit asan-ci fuzz fuzz-build fuzz-smoke deb examples

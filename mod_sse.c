@@ -36,6 +36,7 @@
 #include "sse_response_api.h"
 #include "sse_ticker.h"
 #include "sse_redis.h"
+#include "sse_read_cache.h"
 #include "sse_location.h"
 #include "sse_access.h"
 
@@ -443,6 +444,11 @@ static void sse_child_init(apr_pool_t *pchild, server_rec *s)
             ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, SSE_LOGNO(00011)
                          "cannot start the writer; every stream keeps its "
                          "worker thread");
+        }
+        if ((rv = sse_read_cache_init(pchild)) != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, SSE_LOGNO(00016)
+                         "cannot make the read cache; every stream thread "
+                         "reads from the store itself");
         }
         if ((rv = sse_ticker_child_init(pchild)) != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, SSE_LOGNO(00015)

@@ -674,6 +674,16 @@ int sse_store_has_news(sse_store *st, const sse_subscription *sub)
     return 0;
 }
 
+int sse_store_channel_newest(sse_store *st, const sse_sub_channel *sc,
+                             apr_uint64_t *newest)
+{
+    store_channel *ch = &st->channels[sc->slot];
+    if (channel_gone(ch, sc)) return 0;
+    *newest = __atomic_load_n(&ch->newest_id, __ATOMIC_ACQUIRE);
+    /* gone in between: the id may be the next incarnation's */
+    return !channel_gone(ch, sc);
+}
+
 /* First message of ch with an id above cursor, 0 if none. A reader that
  * has read from the channel before continues after the message it read
  * last; otherwise the list is walked from the nearer end (by id). */

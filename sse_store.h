@@ -212,6 +212,12 @@ void sse_store_unsubscribe(sse_store *st, sse_subscription *sub);
  * message or a deleted channel). */
 int sse_store_has_news(sse_store *st, const sse_subscription *sub);
 
+/* Without the lock: the id of the newest message of a subscribed channel
+ * (sse_read_cache.c uses it to tell whether a read is still current);
+ * zero when the channel is gone. */
+int sse_store_channel_newest(sse_store *st, const sse_sub_channel *sc,
+                             apr_uint64_t *newest);
+
 /* Copies the next messages after sub->cursor, in id order, at most budget
  * bytes (but at least one message), into memory from p; advances the
  * cursor. Finding where to start costs O(1) per channel once the

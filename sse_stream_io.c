@@ -22,6 +22,7 @@
 #include "sse_config.h"
 #include "sse_event.h"
 #include "sse_store.h"
+#include "sse_read_cache.h"
 #include "sse_notify.h"
 #include "sse_stream_io.h"
 
@@ -245,7 +246,8 @@ apr_status_t sse_stream_send_news(sse_stream_io *sc)
     sse_read_result res;
     apr_status_t rv;
     do {
-        sse_store_read(sc->store, &sc->sub, sc->scratch, READ_BUDGET, &res);
+        sse_read_cache_read(sc->store, &sc->sub, sc->scratch, READ_BUDGET,
+                            &res);
         if (res.deleted) {
             sse_stream_add(sc, ": channel deleted\n\n", 19);
             sse_stream_flush(sc);

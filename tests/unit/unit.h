@@ -28,6 +28,7 @@ void jwt_tests(apr_pool_t *p);
 void store_bounds_tests(apr_pool_t *p);
 void store_repair_tests(apr_pool_t *p);
 void store_random_tests(apr_pool_t *p);
+void read_cache_tests(apr_pool_t *p);
 
 /* A store of size bytes and channels slots for 4 children and 64 streams,
  * keeping history messages per channel (unit_tests.c). */

@@ -254,6 +254,7 @@ int main(void)
     store_bounds_tests(pool);
     store_repair_tests(pool);
     store_random_tests(pool);
+    read_cache_tests(pool);
     printf("%d passed, %d failed\n", unit_checks - unit_failures,
            unit_failures);
     apr_terminate();

@@ -1,0 +1,158 @@
+/* sse_read_cache.c - a child's copy of the latest read of each channel, so
+ * the stream threads woken by one publish take the store lock once.
+ *
+ * A publish to a channel with a thousand streams on worker threads (TLS,
+ * HTTP/2, the C API) wakes a thousand threads that all make the same read:
+ * same channel, same cursor. Each took the store's global lock, shared
+ * with every publisher and every other child; now the first one's result
+ * is kept here and the others copy it.
+ *
+ * A kept read stays right while its channel has nothing newer than the
+ * cursor the read ended at: ids only grow, and every id up to that cursor
+ * had been assigned when the read was made, so a message the copy lacks
+ * would have a higher id and show as a newer newest_id. The check reads
+ * the channel's newest id and incarnation without the lock. Only reads of
+ * one channel that were whole (no budget cut, no gap, no deletion) are
+ * kept; anything else goes to the store as before.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "apr_thread_rwlock.h"
+
+#include "sse_read_cache.h"
+
+/* Channels are spread over the entries by slot; two busy channels on one
+ * entry only cost each other hits. */
+#define CACHE_ENTRIES 64
+/* Larger reads (a replay, a burst) are not shared by many threads at once */
+#define CACHE_MAX_BYTES (16 * 1024)
+
+typedef struct {
+    int used;
+    sse_sub_channel channel;
+    apr_uint64_t cursor_before;     /* the read was for ids above this */
+    apr_uint64_t cursor_after;      /* and considered every id up to this */
+    sse_read_hint hint;
+    apr_size_t len;
+    apr_uint32_t events;
+    apr_uint64_t first_id, last_id;
+    char *buf;                      /* len bytes, then the marks */
+} cache_entry;
+
+static apr_thread_rwlock_t *cache_lock;
+static cache_entry entries[CACHE_ENTRIES];
+static apr_uint64_t hits, misses;
+
+static apr_status_t release_entries(void *unused)
+{
+    int i;
+    (void)unused;
+    for (i = 0; i < CACHE_ENTRIES; i++) {
+        free(entries[i].buf);
+        memset(&entries[i], 0, sizeof(entries[i]));
+    }
+    cache_lock = NULL;
+    return APR_SUCCESS;
+}
+
+apr_status_t sse_read_cache_init(apr_pool_t *pchild)
+{
+    apr_status_t rv = apr_thread_rwlock_create(&cache_lock, pchild);
+    if (rv != APR_SUCCESS) {
+        cache_lock = NULL;
+        return rv;
+    }
+    /* registered after the lock's own cleanup, so it runs before it */
+    apr_pool_cleanup_register(pchild, NULL, release_entries,
+                              apr_pool_cleanup_null);
+    return APR_SUCCESS;
+}
+
+static cache_entry *entry_for(const sse_subscription *sub)
+{
+    return &entries[sub->ch[0].slot % CACHE_ENTRIES];
+}
+
+/* Under the read lock: a copy of a kept read that is still right for sub
+ * and fits its budget, or zero. */
+static int answer_from(cache_entry *e, sse_store *st, sse_subscription *sub,
+                       apr_pool_t *p, apr_size_t budget, sse_read_result *res)
+{
+    apr_uint64_t newest;
+    apr_size_t marks_len;
+    if (!e->used || e->cursor_before != sub->cursor || e->len > budget
+        || e->channel.slot != sub->ch[0].slot
+        || e->channel.incarnation != sub->ch[0].incarnation
+        || !sse_store_channel_newest(st, &sub->ch[0], &newest)
+        || newest > e->cursor_after) {
+        return 0;
+    }
+    marks_len = sizeof(sse_read_mark) * e->events;
+    memset(res, 0, sizeof(*res));
+    res->buf = apr_palloc(p, e->len);
+    memcpy(res->buf, e->buf, e->len);
+    res->marks = apr_palloc(p, marks_len);
+    memcpy(res->marks, e->buf + e->len, marks_len);
+    res->len = e->len;
+    res->events = e->events;
+    res->first_id = e->first_id;
+    res->last_id = e->last_id;
+    sub->cursor = e->cursor_after;
+    sub->hint[0] = e->hint;
+    return 1;
+}
+
+static void keep(cache_entry *e, const sse_subscription *sub,
+                 apr_uint64_t cursor_before, const sse_read_result *res)
+{
+    apr_size_t marks_len = sizeof(sse_read_mark) * res->events;
+    char *copy = malloc(res->len + marks_len);
+    if (!copy) return;
+    memcpy(copy, res->buf, res->len);
+    memcpy(copy + res->len, res->marks, marks_len);
+    free(e->buf);
+    e->buf = copy;
+    e->used = 1;
+    e->channel = sub->ch[0];
+    e->cursor_before = cursor_before;
+    e->cursor_after = sub->cursor;
+    e->hint = sub->hint[0];
+    e->len = res->len;
+    e->events = res->events;
+    e->first_id = res->first_id;
+    e->last_id = res->last_id;
+}
+
+void sse_read_cache_read(sse_store *st, sse_subscription *sub,
+                         apr_pool_t *p, apr_size_t budget,
+                         sse_read_result *res)
+{
+    apr_uint64_t cursor_before = sub->cursor;
+    int answered;
+    if (!cache_lock || sub->n != 1) {
+        sse_store_read(st, sub, p, budget, res);
+        return;
+    }
+    apr_thread_rwlock_rdlock(cache_lock);
+    answered = answer_from(entry_for(sub), st, sub, p, budget, res);
+    apr_thread_rwlock_unlock(cache_lock);
+    if (answered) {
+        __atomic_add_fetch(&hits, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    __atomic_add_fetch(&misses, 1, __ATOMIC_RELAXED);
+    sse_store_read(st, sub, p, budget, res);
+    if (res->events && !res->more && !res->gap && !res->deleted
+        && res->len <= CACHE_MAX_BYTES) {
+        apr_thread_rwlock_wrlock(cache_lock);
+        keep(entry_for(sub), sub, cursor_before, res);
+        apr_thread_rwlock_unlock(cache_lock);
+    }
+}
+
+void sse_read_cache_counts(apr_uint64_t *hit_count, apr_uint64_t *miss_count)
+{
+    *hit_count = __atomic_load_n(&hits, __ATOMIC_RELAXED);
+    *miss_count = __atomic_load_n(&misses, __ATOMIC_RELAXED);
+}
