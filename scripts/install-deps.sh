@@ -41,7 +41,7 @@ command -v node >/dev/null 2>&1 || need="$need nodejs"
 command -v npm >/dev/null 2>&1 || need="$need npm"
 for extra in "$@"; do need="$need $extra"; done
 if [ -n "$need" ]; then
-    echo "installing:$need"
+    echo "installing:$need (apt-get: a few minutes on a fresh machine)"
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     export DEBIAN_FRONTEND=noninteractive
@@ -49,12 +49,31 @@ if [ -n "$need" ]; then
     # shellcheck disable=SC2086
     $SUDO apt-get install -y -qq $need >/dev/null
 fi
+# The pinned playwright-core, eventsource and undici need Node 20 or later;
+# Debian bookworm's nodejs is 18. Then Node 20 comes from the npm registry
+# (the node-linux-<cpu> package holds the official binary) into
+# tests/browser/.node, which the tests prefer (tests/sse_env.py, node_path).
+b="$root/tests/browser"
+NODE_PIN=20.20.2
+node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+case "$(uname -m)" in
+    x86_64) node_cpu=x64 ;;
+    aarch64) node_cpu=arm64 ;;
+    *) node_cpu="" ;;
+esac
+local_node="$b/.node/node_modules/node-linux-$node_cpu/bin/node"
+if [ "$(node_major node)" -lt 20 ] && [ -n "$node_cpu" ] \
+   && [ "$(node_major "$local_node")" -lt 20 ]; then
+    echo "node $(node --version) is older than 20: node $NODE_PIN from npm into tests/browser/.node"
+    npm install --prefix "$b/.node" --no-save --no-audit --no-fund --loglevel=error \
+        "node-linux-$node_cpu@$NODE_PIN"
+fi
+[ -x "$local_node" ] && PATH="$(dirname "$local_node"):$PATH" && export PATH
 # playwright-core (and eventsource + undici for the HTTP/2 client of
 # tests/test_945_tls_h2.py), as pinned by the lock file; npm writes
 # node_modules/.package-lock.json last, so its absence means no complete
 # install. playwright-core never downloads a browser (the tests use
 # /usr/bin/chromium); the variable makes sure of it.
-b="$root/tests/browser"
 if [ ! -f "$b/node_modules/.package-lock.json" ] \
    || [ "$b/package-lock.json" -nt "$b/node_modules/.package-lock.json" ]; then
     echo "tests/browser: npm ci"

@@ -27,12 +27,35 @@ DRIVER = BROWSER_DIR / 'eventsource.mjs'
 CHROMIUM = os.environ.get('SSE_CHROMIUM', '/usr/bin/chromium')
 
 
+# Node 20 from the npm registry, where scripts/install-deps.sh put it because
+# the system's node was older (Debian bookworm's is 18)
+LOCAL_NODES = sorted((BROWSER_DIR / '.node' / 'node_modules').glob('node-linux-*/bin/node'))
+
+
+def node_path():
+    """The node that runs the pinned npm packages: the local one when there
+    is one, else the first on PATH (None when there is none)."""
+    return str(LOCAL_NODES[0]) if LOCAL_NODES else shutil.which('node')
+
+
+def node_problem():
+    """Why node cannot run tests/browser's packages (they need Node 20 or
+    later), or None."""
+    node = node_path()
+    if not node:
+        return 'node is missing (Debian packages nodejs and npm)'
+    version = subprocess.run([node, '--version'], capture_output=True, text=True).stdout.strip()
+    if int(version.lstrip('v').split('.')[0] or 0) < 20:
+        return '%s is %s; the pinned npm packages need Node 20 or later' % (node, version)
+    return None
+
+
 def missing():
     """Why the browser tests cannot run here, or None."""
     if not os.access(CHROMIUM, os.X_OK):
         return '%s is missing (Debian package chromium)' % CHROMIUM
-    if not shutil.which('node'):
-        return 'node is missing (Debian packages nodejs and npm)'
+    if node_problem():
+        return node_problem()
     if not (BROWSER_DIR / 'node_modules' / 'playwright-core' / 'package.json').exists():
         return 'playwright-core is not installed in %s (npm ci)' % BROWSER_DIR
     return None
@@ -55,7 +78,7 @@ class Browser:
         self.stderr = ''
         self._ids = itertools.count(1)
         env = dict(os.environ, PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD='1')
-        self.proc = subprocess.Popen(['node', str(DRIVER), '--serve'], cwd=str(BROWSER_DIR),
+        self.proc = subprocess.Popen([node_path(), str(DRIVER), '--serve'], cwd=str(BROWSER_DIR),
                                      env=env, text=True, bufsize=1, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._out = threading.Thread(target=self._read_stdout, daemon=True)

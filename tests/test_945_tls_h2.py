@@ -6,7 +6,6 @@ vanishes is noticed; what a client sees when a child's h2 workers run out.
 Servers come from tests/tls_env.py (mod_ssl + mod_http2, self-signed
 certificate)."""
 import json
-import shutil
 import signal
 import subprocess
 import threading
@@ -14,6 +13,7 @@ import threading
 import pytest
 import requests
 
+from sse_browser import node_path, node_problem
 from sse_env import SANITIZE, TESTS, SseParser, SseStream, uniq, wait_until
 from tls_env import (CURL, OPENSSL, CurlStream, H2Client, client_context, make_cert,
                      start_tls, tls_log)
@@ -277,14 +277,13 @@ class EsClient:
     """tests/browser/es_h2_client.mjs: npm eventsource on undici's h2 fetch."""
 
     def __init__(self, url, cert, types=(), hold=False):
-        if not shutil.which('node'):
-            raise AssertionError('node is missing (Debian packages nodejs and npm): '
-                                 'run `sh scripts/install-deps.sh` as root')
+        if node_problem():
+            raise AssertionError('%s: run `sh scripts/install-deps.sh` as root' % node_problem())
         for dep in ('eventsource', 'undici'):
             if not (BROWSER_DIR / 'node_modules' / dep / 'package.json').exists():
                 raise AssertionError('%s is not installed in %s: run `sh scripts/install-deps.sh`'
                                      ' (npm ci)' % (dep, BROWSER_DIR))
-        args = ['node', str(ES_CLIENT), '--url', url, '--ca', str(cert), '--timeout', '60']
+        args = [node_path(), str(ES_CLIENT), '--url', url, '--ca', str(cert), '--timeout', '60']
         for t in types:
             args += ['--type', t]
         if hold:
