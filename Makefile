@@ -71,9 +71,10 @@ unit: build/unit_tests
 	./build/unit_tests
 
 # the whole suite: unit tests, pytest against a real httpd, the fault suite
+# (which runs, and reports, even when pytest found a failure)
 test: deps all unit
-	$(PYTHON) -m pytest -q tests
-	$(PYTHON) -m pytest -q tests/faults
+	@rc=0; $(PYTHON) -m pytest -q tests || rc=1; \
+	$(PYTHON) -m pytest -q tests/faults || rc=1; exit $$rc
 
 # the fault suite alone: crashes inside the store lock, restarts under load,
 # connection churn, idle maintenance, hostile input; prints its figures
@@ -141,12 +142,12 @@ build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(FUZZ_OBJS) tests/unit/unit.h \
 fuzz-build: $(FUZZ_BINS)
 
 # each target for FUZZ_SECONDS, one after the other
-fuzz: fuzz-build
+fuzz: deps fuzz-build
 	@sh scripts/fuzz.sh $(FUZZ_SECONDS) seq $(FUZZ_TARGETS)
 
 # what CI runs: a parallel build, then every target at once for
 # FUZZ_SMOKE_SECONDS (under a minute in all on two cores)
-fuzz-smoke:
+fuzz-smoke: deps
 	@$(MAKE) --no-print-directory -j4 fuzz-build
 	@sh scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS) par $(FUZZ_TARGETS)
 

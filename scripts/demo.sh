@@ -1,11 +1,19 @@
 #!/bin/sh
 # demo.sh - runs a standalone demo httpd with mod_sse on 127.0.0.1:8788
-# (conf-examples/demo.conf), with its runtime files under build/demo, until
-# Ctrl-C. Never touches /etc/apache2.
+# (conf-examples/demo.conf), with its runtime files under build/demo (or in
+# a new directory in /tmp when its children, which run as nobody under root,
+# could not enter the clone), until Ctrl-C. Never touches /etc/apache2.
 set -e
 top=$(cd "$(dirname "$0")/.." && pwd)
 port=${SSE_DEMO_PORT:-8788}
 dir="$top/build/demo"
+if [ "$(id -u)" -eq 0 ] && command -v runuser >/dev/null 2>&1 \
+   && ! runuser -u nobody -- test -x "$top"; then
+    # the children run as nobody, who cannot enter the clone (under /root,
+    # mode 700 on Debian): the page would answer 403
+    dir=$(mktemp -d /tmp/mod_sse-demo.XXXXXX)
+    echo "nobody cannot enter $top: the demo's server directory is $dir"
+fi
 mkdir -p "$dir/conf" "$dir/logs" "$dir/run" "$dir/htdocs"
 cp "$top/.libs/mod_sse.so" "$dir/mod_sse.so"
 cp "$top/conf-examples/demo.html" "$dir/htdocs/index.html"
@@ -16,7 +24,7 @@ if [ "$(id -u)" -eq 0 ]; then
     printf 'User nobody\nGroup nogroup\n' >> "$dir/conf/httpd.conf"
     chmod 755 "$dir" "$dir/htdocs" "$dir/run" "$dir/logs"
     chmod 644 "$dir/htdocs/index.html"
-    chmod 755 "$top/build" 2>/dev/null || true
+    [ "$dir" != "$top/build/demo" ] || chmod 755 "$top/build" 2>/dev/null || true
 fi
 /usr/sbin/apache2 -f "$dir/conf/httpd.conf" -t
 base="http://127.0.0.1:$port"
