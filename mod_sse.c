@@ -445,11 +445,7 @@ static void sse_child_init(apr_pool_t *pchild, server_rec *s)
                          "cannot start the writer; every stream keeps its "
                          "worker thread");
         }
-        if ((rv = sse_read_cache_init(pchild)) != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, SSE_LOGNO(00016)
-                         "cannot make the read cache; every stream thread "
-                         "reads from the store itself");
-        }
+        sse_read_cache_enable();
         if ((rv = sse_ticker_child_init(pchild)) != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, SSE_LOGNO(00015)
                          "cannot start the ticker; SSE-filtered responses "

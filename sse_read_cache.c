@@ -10,15 +10,22 @@
  * A kept read stays right while its channel has nothing newer than the
  * cursor the read ended at: ids only grow, and every id up to that cursor
  * had been assigned when the read was made, so a message the copy lacks
- * would have a higher id and show as a newer newest_id. The check reads
- * the channel's newest id and incarnation without the lock. Only reads of
- * one channel that were whole (no budget cut, no gap, no deletion) are
- * kept; anything else goes to the store as before.
+ * would have a higher id and show as a newer newest_id. It must also hold
+ * nothing the store has dropped since: no message dropped above the
+ * cursor it started from (crash repair, another generation's smaller
+ * SSEHistorySize), and no first message older than SSEHistoryMaxAge,
+ * which the store drops lazily, at its next locked read. The checks read
+ * the channel's ids and incarnation without the lock. Only reads of one
+ * channel that were whole (no budget cut, no gap, no deletion) are kept;
+ * anything else goes to the store as before.
+ *
+ * The lock is static and the kept reads live until the process exits:
+ * no cleanup can pull them from under a reader.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "apr_thread_rwlock.h"
+#include <pthread.h>
 
 #include "sse_read_cache.h"
 
@@ -37,36 +44,18 @@ typedef struct {
     apr_size_t len;
     apr_uint32_t events;
     apr_uint64_t first_id, last_id;
+    apr_time_t first_time;
     char *buf;                      /* len bytes, then the marks */
 } cache_entry;
 
-static apr_thread_rwlock_t *cache_lock;
+static pthread_rwlock_t cache_lock = PTHREAD_RWLOCK_INITIALIZER;
+static int cache_on;
 static cache_entry entries[CACHE_ENTRIES];
 static apr_uint64_t hits, misses;
 
-static apr_status_t release_entries(void *unused)
+void sse_read_cache_enable(void)
 {
-    int i;
-    (void)unused;
-    for (i = 0; i < CACHE_ENTRIES; i++) {
-        free(entries[i].buf);
-        memset(&entries[i], 0, sizeof(entries[i]));
-    }
-    cache_lock = NULL;
-    return APR_SUCCESS;
-}
-
-apr_status_t sse_read_cache_init(apr_pool_t *pchild)
-{
-    apr_status_t rv = apr_thread_rwlock_create(&cache_lock, pchild);
-    if (rv != APR_SUCCESS) {
-        cache_lock = NULL;
-        return rv;
-    }
-    /* registered after the lock's own cleanup, so it runs before it */
-    apr_pool_cleanup_register(pchild, NULL, release_entries,
-                              apr_pool_cleanup_null);
-    return APR_SUCCESS;
+    cache_on = 1;
 }
 
 static cache_entry *entry_for(const sse_subscription *sub)
@@ -79,13 +68,15 @@ static cache_entry *entry_for(const sse_subscription *sub)
 static int answer_from(cache_entry *e, sse_store *st, sse_subscription *sub,
                        apr_pool_t *p, apr_size_t budget, sse_read_result *res)
 {
-    apr_uint64_t newest;
+    apr_uint64_t newest, evicted_upto;
+    apr_interval_time_t max_age = sse_store_history_max_age(st);
     apr_size_t marks_len;
     if (!e->used || e->cursor_before != sub->cursor || e->len > budget
         || e->channel.slot != sub->ch[0].slot
         || e->channel.incarnation != sub->ch[0].incarnation
-        || !sse_store_channel_newest(st, &sub->ch[0], &newest)
-        || newest > e->cursor_after) {
+        || !sse_store_channel_ids(st, &sub->ch[0], &newest, &evicted_upto)
+        || newest > e->cursor_after || evicted_upto > e->cursor_before
+        || (max_age && apr_time_now() - e->first_time > max_age)) {
         return 0;
     }
     marks_len = sizeof(sse_read_mark) * e->events;
@@ -98,6 +89,7 @@ static int answer_from(cache_entry *e, sse_store *st, sse_subscription *sub,
     res->events = e->events;
     res->first_id = e->first_id;
     res->last_id = e->last_id;
+    res->first_time = e->first_time;
     sub->cursor = e->cursor_after;
     sub->hint[0] = e->hint;
     return 1;
@@ -122,6 +114,7 @@ static void keep(cache_entry *e, const sse_subscription *sub,
     e->events = res->events;
     e->first_id = res->first_id;
     e->last_id = res->last_id;
+    e->first_time = res->first_time;
 }
 
 void sse_read_cache_read(sse_store *st, sse_subscription *sub,
@@ -130,13 +123,13 @@ void sse_read_cache_read(sse_store *st, sse_subscription *sub,
 {
     apr_uint64_t cursor_before = sub->cursor;
     int answered;
-    if (!cache_lock || sub->n != 1) {
+    if (!cache_on || sub->n != 1) {
         sse_store_read(st, sub, p, budget, res);
         return;
     }
-    apr_thread_rwlock_rdlock(cache_lock);
+    pthread_rwlock_rdlock(&cache_lock);
     answered = answer_from(entry_for(sub), st, sub, p, budget, res);
-    apr_thread_rwlock_unlock(cache_lock);
+    pthread_rwlock_unlock(&cache_lock);
     if (answered) {
         __atomic_add_fetch(&hits, 1, __ATOMIC_RELAXED);
         return;
@@ -145,9 +138,9 @@ void sse_read_cache_read(sse_store *st, sse_subscription *sub,
     sse_store_read(st, sub, p, budget, res);
     if (res->events && !res->more && !res->gap && !res->deleted
         && res->len <= CACHE_MAX_BYTES) {
-        apr_thread_rwlock_wrlock(cache_lock);
+        pthread_rwlock_wrlock(&cache_lock);
         keep(entry_for(sub), sub, cursor_before, res);
-        apr_thread_rwlock_unlock(cache_lock);
+        pthread_rwlock_unlock(&cache_lock);
     }
 }
 

@@ -7,9 +7,9 @@
 #include "apr_pools.h"
 #include "sse_store.h"
 
-/* Sets the cache up for this process; without it (prefork, a child that
- * could not make its lock) every read goes to the store. */
-apr_status_t sse_read_cache_init(apr_pool_t *pchild);
+/* Turns the cache on for this process (its kept reads stay until the
+ * process exits); without it (prefork) every read goes to the store. */
+void sse_read_cache_enable(void);
 
 /* sse_store_read(), answered from the cache when a thread of this child
  * has just made the same read and the channel has nothing newer since. */

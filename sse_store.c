@@ -674,14 +674,20 @@ int sse_store_has_news(sse_store *st, const sse_subscription *sub)
     return 0;
 }
 
-int sse_store_channel_newest(sse_store *st, const sse_sub_channel *sc,
-                             apr_uint64_t *newest)
+int sse_store_channel_ids(sse_store *st, const sse_sub_channel *sc,
+                          apr_uint64_t *newest, apr_uint64_t *evicted_upto)
 {
     store_channel *ch = &st->channels[sc->slot];
     if (channel_gone(ch, sc)) return 0;
     *newest = __atomic_load_n(&ch->newest_id, __ATOMIC_ACQUIRE);
-    /* gone in between: the id may be the next incarnation's */
+    *evicted_upto = __atomic_load_n(&ch->evicted_upto, __ATOMIC_ACQUIRE);
+    /* gone in between: the ids may be the next incarnation's */
     return !channel_gone(ch, sc);
+}
+
+apr_interval_time_t sse_store_history_max_age(const sse_store *st)
+{
+    return st->limits.history_max_age;
 }
 
 /* First message of ch with an id above cursor, 0 if none. A reader that
@@ -815,7 +821,10 @@ apr_status_t sse_store_read(sse_store *st, sse_subscription *sub,
                     res->marks[taken].id = m->id;
                     res->marks[taken].offset = total;
                     copy_out(st, next[best], res->buf + total);
-                    if (!taken) res->first_id = m->id;
+                    if (!taken) {
+                        res->first_id = m->id;
+                        res->first_time = m->time;
+                    }
                     res->last_id = m->id;
                     sub->hint[best].block = next[best];
                     sub->hint[best].id = m->id;

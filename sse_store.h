@@ -100,6 +100,7 @@ typedef struct {
     apr_uint32_t events;
     apr_uint64_t first_id;     /* of the first event in buf, 0 if none */
     apr_uint64_t last_id;      /* of the last event in buf, 0 if none */
+    apr_time_t first_time;     /* when the first event was published */
     int more;                  /* the budget ran out: read again */
     int gap;                   /* history rolled over past the cursor */
     int deleted;               /* a subscribed channel was deleted */
@@ -212,11 +213,14 @@ void sse_store_unsubscribe(sse_store *st, sse_subscription *sub);
  * message or a deleted channel). */
 int sse_store_has_news(sse_store *st, const sse_subscription *sub);
 
-/* Without the lock: the id of the newest message of a subscribed channel
- * (sse_read_cache.c uses it to tell whether a read is still current);
- * zero when the channel is gone. */
-int sse_store_channel_newest(sse_store *st, const sse_sub_channel *sc,
-                             apr_uint64_t *newest);
+/* Without the lock: the ids of the newest and of the last dropped message
+ * of a subscribed channel (sse_read_cache.c uses them to tell whether a
+ * read is still current); zero when the channel is gone. */
+int sse_store_channel_ids(sse_store *st, const sse_sub_channel *sc,
+                          apr_uint64_t *newest, apr_uint64_t *evicted_upto);
+
+/* SSEHistoryMaxAge as this process applies it; 0 = no age limit. */
+apr_interval_time_t sse_store_history_max_age(const sse_store *st);
 
 /* Copies the next messages after sub->cursor, in id order, at most budget
  * bytes (but at least one message), into memory from p; advances the
