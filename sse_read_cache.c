@@ -27,6 +27,9 @@
 
 #include <pthread.h>
 
+#include "apr_general.h"
+#include "apr_strings.h"
+
 #include "sse_read_cache.h"
 
 /* Channels are spread over the entries by slot; two busy channels on one
@@ -41,11 +44,8 @@ typedef struct {
     apr_uint64_t cursor_before;     /* the read was for ids above this */
     apr_uint64_t cursor_after;      /* and considered every id up to this */
     sse_read_hint hint;
-    apr_size_t len;
-    apr_uint32_t events;
-    apr_uint64_t first_id, last_id;
-    apr_time_t first_time;
-    char *buf;                      /* len bytes, then the marks */
+    sse_read_result read;           /* buf: the bytes, then (aligned) the
+                                       marks, in one allocation */
 } cache_entry;
 
 static pthread_rwlock_t cache_lock = PTHREAD_RWLOCK_INITIALIZER;
@@ -70,26 +70,21 @@ static int answer_from(cache_entry *e, sse_store *st, sse_subscription *sub,
 {
     apr_uint64_t newest, evicted_upto;
     apr_interval_time_t max_age = sse_store_history_max_age(st);
-    apr_size_t marks_len;
-    if (!e->used || e->cursor_before != sub->cursor || e->len > budget
+    apr_size_t marks_at;
+    if (!e->used || e->cursor_before != sub->cursor
+        || e->read.len > budget
         || e->channel.slot != sub->ch[0].slot
         || e->channel.incarnation != sub->ch[0].incarnation
         || !sse_store_channel_ids(st, &sub->ch[0], &newest, &evicted_upto)
         || newest > e->cursor_after || evicted_upto > e->cursor_before
-        || (max_age && apr_time_now() - e->first_time > max_age)) {
+        || (max_age && apr_time_now() - e->read.first_time > max_age)) {
         return 0;
     }
-    marks_len = sizeof(sse_read_mark) * e->events;
-    memset(res, 0, sizeof(*res));
-    res->buf = apr_palloc(p, e->len);
-    memcpy(res->buf, e->buf, e->len);
-    res->marks = apr_palloc(p, marks_len);
-    memcpy(res->marks, e->buf + e->len, marks_len);
-    res->len = e->len;
-    res->events = e->events;
-    res->first_id = e->first_id;
-    res->last_id = e->last_id;
-    res->first_time = e->first_time;
+    marks_at = (char *)e->read.marks - e->read.buf;
+    *res = e->read;
+    res->buf = apr_pmemdup(p, e->read.buf,
+                           marks_at + sizeof(sse_read_mark) * e->read.events);
+    res->marks = (sse_read_mark *)(res->buf + marks_at);
     sub->cursor = e->cursor_after;
     sub->hint[0] = e->hint;
     return 1;
@@ -98,23 +93,21 @@ static int answer_from(cache_entry *e, sse_store *st, sse_subscription *sub,
 static void keep(cache_entry *e, const sse_subscription *sub,
                  apr_uint64_t cursor_before, const sse_read_result *res)
 {
+    apr_size_t marks_at = APR_ALIGN_DEFAULT(res->len);
     apr_size_t marks_len = sizeof(sse_read_mark) * res->events;
-    char *copy = malloc(res->len + marks_len);
+    char *copy = malloc(marks_at + marks_len);
     if (!copy) return;
     memcpy(copy, res->buf, res->len);
-    memcpy(copy + res->len, res->marks, marks_len);
-    free(e->buf);
-    e->buf = copy;
+    memcpy(copy + marks_at, res->marks, marks_len);
+    free(e->read.buf);
     e->used = 1;
     e->channel = sub->ch[0];
     e->cursor_before = cursor_before;
     e->cursor_after = sub->cursor;
     e->hint = sub->hint[0];
-    e->len = res->len;
-    e->events = res->events;
-    e->first_id = res->first_id;
-    e->last_id = res->last_id;
-    e->first_time = res->first_time;
+    e->read = *res;
+    e->read.buf = copy;
+    e->read.marks = (sse_read_mark *)(copy + marks_at);
 }
 
 void sse_read_cache_read(sse_store *st, sse_subscription *sub,
