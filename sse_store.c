@@ -845,35 +845,6 @@ apr_status_t sse_store_read(sse_store *st, sse_subscription *sub,
 
 /* ----------------------------------------------------------- publishing */
 
-static sse_result store_publish(sse_store *st, const char *channel,
-                                const char *const *frames,
-                                const apr_size_t *lens, int n,
-                                apr_uint64_t given_id,
-                                apr_uint64_t *first_id,
-                                apr_uint32_t *subscribers);
-
-sse_result sse_store_publish(sse_store *st, const char *channel,
-                             const char *const *frames,
-                             const apr_size_t *lens, int n,
-                             apr_uint64_t *first_id,
-                             apr_uint32_t *subscribers)
-{
-    return store_publish(st, channel, frames, lens, n, 0, first_id,
-                         subscribers);
-}
-
-sse_result sse_store_publish_at(sse_store *st, const char *channel,
-                                const char *const *frames,
-                                const apr_size_t *lens, int n,
-                                apr_uint64_t first_id,
-                                apr_uint32_t *subscribers)
-{
-    apr_uint64_t ignored;
-    if (!first_id) return SSE_STALE;
-    return store_publish(st, channel, frames, lens, n, first_id, &ignored,
-                         subscribers);
-}
-
 sse_redis_figures *sse_store_redis_figures(sse_store *st)
 {
     return &st->hdr->redis;
@@ -984,6 +955,28 @@ static sse_result store_publish(sse_store *st, const char *channel,
 done:
     unlock(st);
     return res;
+}
+
+sse_result sse_store_publish(sse_store *st, const char *channel,
+                             const char *const *frames,
+                             const apr_size_t *lens, int n,
+                             apr_uint64_t *first_id,
+                             apr_uint32_t *subscribers)
+{
+    return store_publish(st, channel, frames, lens, n, 0, first_id,
+                         subscribers);
+}
+
+sse_result sse_store_publish_at(sse_store *st, const char *channel,
+                                const char *const *frames,
+                                const apr_size_t *lens, int n,
+                                apr_uint64_t first_id,
+                                apr_uint32_t *subscribers)
+{
+    apr_uint64_t ignored;
+    if (!first_id) return SSE_STALE;
+    return store_publish(st, channel, frames, lens, n, first_id, &ignored,
+                         subscribers);
 }
 
 /* --------------------------------------------------------------- admin */

@@ -54,8 +54,9 @@ def missing():
     """Why the browser tests cannot run here, or None."""
     if not os.access(CHROMIUM, os.X_OK):
         return '%s is missing (Debian package chromium)' % CHROMIUM
-    if node_problem():
-        return node_problem()
+    problem = node_problem()
+    if problem:
+        return problem
     if not (BROWSER_DIR / 'node_modules' / 'playwright-core' / 'package.json').exists():
         return 'playwright-core is not installed in %s (npm ci)' % BROWSER_DIR
     return None
